@@ -1,0 +1,82 @@
+"""Segmentation models: the :class:`SegmentationModel` interface, backends, bundles, ``load_model``.
+
+Names are resolved lazily so that ``import napari_fibsem.core.models`` does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "Prediction": "base",
+    "SegmentationModel": "base",
+    "TiledSegmentationModel": "base",
+    "ModelLoadError": "base",
+    "Normalization": "normalization",
+    "BundleMetadata": "bundle",
+    "save_bundle": "bundle",
+    "read_bundle": "bundle",
+    "detect_format": "formats",
+    "detect_backend": "formats",
+    "SEGMENTATION_BACKENDS": "registry",
+    "get_backend": "registry",
+    "UnknownBackendError": "registry",
+    "BackendUnavailableError": "registry",
+    "load_model": "loader",
+    "SmpModel": "smp_backend",
+    "create_model": "smp_backend",
+}
+
+__all__ = [
+    "SEGMENTATION_BACKENDS",
+    "BackendUnavailableError",
+    "BundleMetadata",
+    "ModelLoadError",
+    "Normalization",
+    "Prediction",
+    "SegmentationModel",
+    "SmpModel",
+    "TiledSegmentationModel",
+    "UnknownBackendError",
+    "create_model",
+    "detect_backend",
+    "detect_format",
+    "get_backend",
+    "load_model",
+    "read_bundle",
+    "save_bundle",
+]
+
+if TYPE_CHECKING:
+    from napari_fibsem.core.models.base import (
+        ModelLoadError,
+        Prediction,
+        SegmentationModel,
+        TiledSegmentationModel,
+    )
+    from napari_fibsem.core.models.bundle import BundleMetadata, read_bundle, save_bundle
+    from napari_fibsem.core.models.formats import detect_backend, detect_format
+    from napari_fibsem.core.models.loader import load_model
+    from napari_fibsem.core.models.normalization import Normalization
+    from napari_fibsem.core.models.registry import (
+        SEGMENTATION_BACKENDS,
+        BackendUnavailableError,
+        UnknownBackendError,
+        get_backend,
+    )
+    from napari_fibsem.core.models.smp_backend import SmpModel, create_model
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))
