@@ -43,7 +43,7 @@ def synth(
     beam: Annotated[str, typer.Option(help="ion, electron or mixed.")] = "mixed",
 ) -> None:
     """Write a synthetic FIB-SEM dataset: images, labels/, keypoints.csv, classes.yaml."""
-    from napari_fibsem.core.synthetic import write_dataset
+    from napari_fibsem.core.synthetic_dataset import write_dataset
 
     if beam not in ("ion", "electron", "mixed"):
         raise typer.BadParameter(f"--beam must be ion, electron or mixed, got {beam!r}")
@@ -73,6 +73,87 @@ def check(
     except ValueError as e:
         _fail(str(e))
     typer.echo(f"all {len(index.labelled)} labels valid against classes {class_map.names}")
+
+
+@app.command()
+def train(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Training config YAML (OpenFIBSEM keys work; see examples/train_config.yaml).")],
+    nprocs: Annotated[int, typer.Option("--nprocs", min=1, help="Local processes for data-parallel training (gloo on CPU, NCCL on GPUs). Under torchrun keep 1.")] = 1,
+) -> None:
+    """Train a segmentation model: best.pt / last.pt bundles, metrics.csv. Ctrl-C stops and saves last.pt for resuming."""
+    from napari_fibsem.core.training import TrainingError, load_config
+    from napari_fibsem.core.training.ddp import cleanup, env_context, train_distributed
+
+    try:
+        cfg = load_config(config)
+    except ValueError as e:
+        _fail(str(e))
+    ctx = env_context()
+    if nprocs > 1 and ctx.enabled:
+        _fail("--nprocs starts its own processes; under torchrun leave it at 1")
+    interrupted = ok = False
+    try:
+        if nprocs > 1:
+            typer.echo(f"training with {nprocs} processes")
+            result = train_distributed(cfg, nprocs, write=typer.echo)
+        else:
+            result, interrupted = _train_with_progress_bar(cfg, ctx)
+        ok = True
+    except (ValueError, ImportError, TrainingError) as e:
+        _fail(str(e))
+    finally:
+        if ctx.enabled:
+            cleanup(barrier=ok)
+    if not ctx.is_main:
+        return
+    if result.best_path is not None:
+        typer.echo(f"best: {result.best_path} ({result.monitor} {result.best_value:.4f} at epoch {result.best_epoch})")
+    if result.last_path is not None:
+        typer.echo(f"last: {result.last_path} (epoch {result.epochs_completed}, step {result.global_step}/{result.total_steps})")
+    if result.cancelled:
+        typer.echo(f"stopped early: resume with checkpoint: {result.last_path}")
+        if interrupted:
+            raise typer.Exit(code=130)
+
+
+def _train_with_progress_bar(cfg, ctx):
+    """Run the trainer with a tqdm bar; the first Ctrl-C asks it to stop and save, a second one kills."""
+    import signal
+
+    from tqdm import tqdm
+
+    from napari_fibsem.core.training.loop import Trainer
+
+    bar = None
+
+    def on_progress(p) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=p.total, initial=p.step, unit="step", dynamic_ncols=True)
+        bar.n = p.step
+        bar.set_description(f"epoch {p.epoch}/{cfg.epochs}")
+        post = {"loss": f"{p.loss:.4f}"} if p.loss is not None else {}
+        if p.metrics.get("mean_fg_iou") is not None:
+            post["fg_iou"] = f"{p.metrics['mean_fg_iou']:.3f}"
+        bar.set_postfix(post, refresh=True)
+
+    trainer = Trainer(cfg, on_progress=on_progress, write=tqdm.write, dist_context=ctx)
+    interrupted = False
+
+    def on_sigint(signum, frame) -> None:
+        nonlocal interrupted
+        interrupted = True
+        tqdm.write("stopping after this step and saving last.pt (Ctrl-C again to kill)")
+        trainer.cancel()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        return trainer.run(), interrupted
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
 
 
 @app.command()
@@ -116,6 +197,33 @@ def _has_display() -> bool:
     import sys
 
     return sys.platform in ("darwin", "win32") or bool(os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"))
+
+
+@app.command("export-onnx")
+def export_onnx_command(
+    checkpoint: Annotated[Path, typer.Argument(help="Checkpoint bundle or OpenFIBSEM checkpoint dict (torch).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="ONNX file to write (replaced atomically).")],
+    opset: Annotated[int, typer.Option(help="ONNX opset version.")] = 17,
+    check: Annotated[bool, typer.Option("--check/--no-check", help="Compare ONNX and torch on a test image.")] = True,
+) -> None:
+    """Export a torch checkpoint to ONNX: any image size, class map and normalisation stored inside."""
+    import numpy as np
+
+    from napari_fibsem.core.models import ModelLoadError, load_model
+    from napari_fibsem.core.models.export import export_onnx
+
+    try:
+        model = load_model(checkpoint, device="cpu")
+        if model.backend != "smp":
+            _fail(f"{checkpoint}: only torch (smp) checkpoints can be exported, not {model.backend!r} models")
+        export_onnx(model, out, opset=opset)
+        typer.echo(f"wrote {out} ({out.stat().st_size / 1e6:.1f} MB, {model.num_classes} classes {model.class_map.names})")
+        if check:
+            image = np.random.default_rng(0).integers(0, 256, (3 * model.stride + 5, 4 * model.stride + 3), np.uint8)
+            diff = np.abs(load_model(out).predict(image).probs - model.predict(image).probs).max()
+            typer.echo(f"check: max |probability difference| ONNX vs torch = {diff:.2e}")
+    except (ModelLoadError, ImportError, ValueError) as e:
+        _fail(str(e))
 
 
 @app.command()

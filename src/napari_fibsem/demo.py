@@ -12,7 +12,7 @@ from pathlib import Path
 
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.dataset import discover, validate
-from napari_fibsem.core.synthetic import write_dataset
+from napari_fibsem.core.synthetic_dataset import write_dataset
 
 
 @dataclass

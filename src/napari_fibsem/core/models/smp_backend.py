@@ -97,6 +97,13 @@ def check_state_dict(
         raise ModelLoadError(f"{source}: weights do not match {what}; " + "; ".join(problems))
 
 
+def _version(t: torch.Tensor) -> int:
+    try:
+        return int(t._version)
+    except RuntimeError:  # inference tensors (made under torch.inference_mode) keep no counter
+        return -1
+
+
 def _module_stride(module: torch.nn.Module) -> int:
     encoder = getattr(module, "encoder", None)
     stride = getattr(encoder, "output_stride", None)
@@ -118,6 +125,7 @@ class SmpModel(TiledSegmentationModel):
         tile_overlap: float = 0.25,
         batch_size: int = 4,
         channels_last: bool | None = None,
+        optimize: bool | None = None,
     ) -> None:
         self.metadata = metadata
         self.class_map = metadata.class_map
@@ -128,6 +136,9 @@ class SmpModel(TiledSegmentationModel):
         self.stride = _module_stride(module)
         self._module = module
         self._channels_last_option = channels_last
+        self._optimize_option = optimize
+        self._fused: torch.nn.Module | None = None
+        self._fused_key: tuple | None = None
         self._device = torch.device("cpu")
         self.to(device)
 
@@ -156,20 +167,45 @@ class SmpModel(TiledSegmentationModel):
 
     def to(self, device: str | torch.device | None) -> SmpModel:
         """Move to ``device`` (None: CUDA if available). Channels-last by default on CPU, where oneDNN
-        convolutions are faster with it."""
+        convolutions are faster with it; so is the optimised inference copy (see ``_infer``)."""
         self._device = resolve_device(device)
         cl = self._channels_last_option
         self._channels_last = (self._device.type == "cpu") if cl is None else bool(cl)
+        opt = self._optimize_option
+        self._optimize = (self._device.type == "cpu") if opt is None else bool(opt)
+        self._fused = None
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         self._module.to(device=self._device, memory_format=fmt)
         return self
 
     # -- inference ------------------------------------------------------------------------------
+    def _weights_key(self) -> tuple:
+        """Changes whenever a parameter or buffer is replaced, moved or updated in place (training)."""
+        tensors = (*self._module.parameters(), *self._module.buffers())
+        return tuple((id(t), t.data_ptr(), _version(t)) for t in tensors)
+
+    def _inference_net(self) -> torch.nn.Module:
+        """An inference-only copy of the network (BatchNorm folded, polyphase U-Net decoder; see
+        :func:`~napari_fibsem.core.models.export.inference_module`), rebuilt when the weights change.
+
+        On 2 CPU cores this takes a resnet34 U-Net from ~1.05 s to ~0.8 s per 1024x1536 frame
+        (channels-last in both); building it costs ~0.2 s once per set of weights.
+        """
+        key = self._weights_key()
+        if self._fused is None or self._fused_key != key:
+            from napari_fibsem.core.models.export import inference_module
+
+            fmt = torch.channels_last if self._channels_last else torch.contiguous_format
+            self._fused = inference_module(self._module).to(device=self._device, memory_format=fmt)
+            self._fused_key = key
+        return self._fused
+
     def _infer(self, batch: np.ndarray) -> np.ndarray:
         module = self._module
         was_training = module.training
         module.eval()
         try:
+            net = self._inference_net() if self._optimize else module
             with torch.inference_mode():
                 x = torch.from_numpy(batch).to(self._device)
                 in_ch = self.metadata.in_channels
@@ -177,7 +213,7 @@ class SmpModel(TiledSegmentationModel):
                     x = x.expand(-1, in_ch, -1, -1)
                 if self._channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                probs = torch.softmax(module(x).float(), dim=1)
+                probs = torch.softmax(net(x).float(), dim=1)
                 return probs.contiguous().cpu().numpy()
         finally:
             module.train(was_training)
@@ -288,12 +324,15 @@ def create_model(
     tile_overlap: float = 0.25,
     batch_size: int = 4,
     channels_last: bool | None = None,
+    optimize: bool | None = None,
     **model_kwargs: Any,
 ) -> SmpModel:
     """A new smp model with random weights (for training); ``model_kwargs`` go to the smp constructor.
 
     ``class_map`` defaults to the AutoLamella classes and ``normalization`` to OpenFIBSEM's
-    ``image / dtype max``; both are saved with the weights.
+    ``image / dtype max``; both are saved with the weights. ``optimize`` (default: on CPU)
+    predicts with a BatchNorm-folded, polyphase copy of the network (same results up to float
+    rounding; it holds a second copy of the weights).
     """
     class_map = class_map if class_map is not None else ClassMap.default()
     module = build_module(architecture, encoder, class_map.num_classes, in_channels, model_kwargs)
@@ -313,4 +352,5 @@ def create_model(
         tile_overlap=tile_overlap,
         batch_size=batch_size,
         channels_last=channels_last,
+        optimize=optimize,
     )

@@ -1,0 +1,83 @@
+"""Training segmentation models: config, augmentation, losses, metrics, the loop, resume, DDP.
+
+    from napari_fibsem.core.training import load_config, train
+    result = train(load_config("config.yaml"), on_progress=print)
+
+Names are resolved lazily, so reading a config does not import torch.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+_EXPORTS = {
+    "AugmentConfig": "config",
+    "ConfigError": "config",
+    "LossConfig": "config",
+    "TrainingConfig": "config",
+    "load_config": "config_file",
+    "parse_config": "config_file",
+    "EMAugment": "augment",
+    "SegmentationLoss": "losses",
+    "SegmentationMetrics": "metrics",
+    "compute_metrics": "metrics",
+    "confusion_matrix": "metrics",
+    "Progress": "progress",
+    "StopFlag": "progress",
+    "TrainingSetupError": "data",
+    "Trainer": "loop",
+    "TrainingError": "progress",
+    "TrainingResult": "progress",
+    "train": "loop",
+    "DistContext": "ddp",
+    "train_distributed": "ddp",
+}
+
+__all__ = [
+    "AugmentConfig",
+    "ConfigError",
+    "DistContext",
+    "EMAugment",
+    "LossConfig",
+    "Progress",
+    "SegmentationLoss",
+    "SegmentationMetrics",
+    "StopFlag",
+    "Trainer",
+    "TrainingConfig",
+    "TrainingError",
+    "TrainingResult",
+    "TrainingSetupError",
+    "compute_metrics",
+    "confusion_matrix",
+    "load_config",
+    "parse_config",
+    "train",
+    "train_distributed",
+]
+
+if TYPE_CHECKING:
+    from napari_fibsem.core.training.augment import EMAugment
+    from napari_fibsem.core.training.config import AugmentConfig, ConfigError, LossConfig, TrainingConfig
+    from napari_fibsem.core.training.config_file import load_config, parse_config
+    from napari_fibsem.core.training.data import TrainingSetupError
+    from napari_fibsem.core.training.ddp import DistContext, train_distributed
+    from napari_fibsem.core.training.loop import Trainer, train
+    from napari_fibsem.core.training.losses import SegmentationLoss
+    from napari_fibsem.core.training.metrics import SegmentationMetrics, compute_metrics, confusion_matrix
+    from napari_fibsem.core.training.progress import Progress, StopFlag, TrainingError, TrainingResult
+
+
+def __getattr__(name: str) -> Any:
+    try:
+        module = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(__all__))

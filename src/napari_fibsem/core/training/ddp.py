@@ -1,0 +1,179 @@
+"""Data-parallel training with ``torch.distributed``: NCCL on GPUs, gloo on CPU.
+
+Two ways in, one trainer: ``torchrun --nproc-per-node N -m napari_fibsem.cli train --config c.yaml``
+(the process group comes from torchrun's environment variables), or
+:func:`train_distributed` / ``napari-fibsem train --nprocs N``, which spawns N local processes
+itself. Every process trains on its shard of each epoch; only rank 0 writes bundles and logs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.distributed as dist
+
+from napari_fibsem.core.training.config import TrainingConfig
+from napari_fibsem.core.training.data import TrainingSetupError
+from napari_fibsem.core.training.progress import TrainingError
+
+if TYPE_CHECKING:
+    from napari_fibsem.core.training.progress import TrainingResult
+
+
+@dataclass(frozen=True)
+class DistContext:
+    """This process's place in a run (``world_size == 1``: plain single-process training)."""
+
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+
+SINGLE = DistContext()
+
+
+def env_context() -> DistContext:
+    """The context torchrun (or any launcher setting RANK/WORLD_SIZE) describes; single otherwise."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world <= 1:
+        return SINGLE
+    rank = int(os.environ.get("RANK", "0"))
+    return DistContext(rank=rank, world_size=world, local_rank=int(os.environ.get("LOCAL_RANK", rank)))
+
+
+def default_backend(device: torch.device) -> str:
+    return "nccl" if device.type == "cuda" else "gloo"
+
+
+def init_group(ctx: DistContext, device: torch.device, init_method: str = "env://") -> None:
+    """Join the process group unless already joined (torchrun leaves that to the program)."""
+    if ctx.enabled and device.type == "cuda":
+        torch.cuda.set_device(device)
+    if ctx.enabled and not dist.is_initialized():
+        dist.init_process_group(
+            default_backend(device), init_method=init_method, rank=ctx.rank, world_size=ctx.world_size
+        )
+
+
+def has_unused_parameters(net: torch.nn.Module, in_channels: int, size: int, device: torch.device) -> bool:
+    """Whether a forward/backward leaves trainable parameters without gradients (e.g. smp ResNet
+    encoders built with ``encoder_depth < 5`` keep their deeper layers). DDP must be told, or it
+    waits for those gradients forever. Probed once in eval mode, so BatchNorm statistics stay put."""
+    was_training = net.training
+    net.eval()
+    try:
+        with torch.enable_grad():
+            net(torch.zeros(1, in_channels, size, size, device=device)).float().sum().backward()
+        return any(p.requires_grad and p.grad is None for p in net.parameters())
+    finally:
+        net.zero_grad(set_to_none=True)
+        net.train(was_training)
+
+
+def all_sum(t: torch.Tensor, ctx: DistContext) -> torch.Tensor:
+    """Sum ``t`` over all processes in place (no-op when single)."""
+    if ctx.enabled:
+        dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
+def any_true(flag: bool, ctx: DistContext, device: torch.device) -> bool:
+    """True on every process when it is True on any (cancellation and setup failures stay in step)."""
+    if not ctx.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def cleanup(barrier: bool = True) -> None:
+    """Leave the process group. After a successful run all processes wait for each other first (one
+    tearing its connections down while another still talks to it makes gloo abort the other); after
+    a failure they leave at once, since the others may never reach the barrier."""
+    if dist.is_initialized():
+        try:
+            if barrier:
+                dist.barrier()
+        finally:
+            dist.destroy_process_group()
+
+
+# -- spawning ------------------------------------------------------------------------------------
+def train_distributed(config: TrainingConfig, nprocs: int, **trainer_kwargs: Any) -> TrainingResult:
+    """Train with ``nprocs`` local processes (gloo on CPU, NCCL on GPUs) and return rank 0's result.
+
+    ``trainer_kwargs`` (e.g. ``write``) are used by rank 0 only and must be picklable; progress
+    callbacks cannot cross processes, so they are not accepted here.
+    """
+    import torch.multiprocessing as mp
+
+    if nprocs < 1:
+        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+    if "on_progress" in trainer_kwargs or "should_stop" in trainer_kwargs:
+        raise TypeError("on_progress/should_stop cannot be passed to spawned processes")
+    if nprocs == 1:
+        from napari_fibsem.core.training.loop import Trainer
+
+        return Trainer(config, **trainer_kwargs).run()
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    crashed: BaseException | None = None
+    with tempfile.TemporaryDirectory(prefix="napari_fibsem_ddp_") as tmp:
+        init_method = Path(tmp, "store").as_uri()
+        try:
+            mp.spawn(
+                _worker,
+                args=(nprocs, config.to_jsonable(), init_method, queue, trainer_kwargs),
+                nprocs=nprocs,
+                join=True,
+            )
+        except Exception as e:  # a process died; prefer the clear message rank 0 sent, if any
+            crashed = e
+    outcome: list[tuple[str, Any]] = []
+    while not queue.empty():
+        outcome.append(queue.get())
+    errors = [v for k, v in outcome if k == "error"]
+    if errors:
+        kind, message = errors[0]
+        exc = {"ImportError": ImportError, "TrainingError": TrainingError}.get(kind, TrainingSetupError)
+        raise exc(message) from crashed
+    if crashed is not None:
+        raise crashed
+    results = [v for k, v in outcome if k == "result"]
+    if not results:
+        raise RuntimeError("distributed training ended without a result from rank 0")
+    return results[0]
+
+
+def _worker(rank: int, nprocs: int, config_data: dict, init_method: str, queue: Any, kwargs: dict) -> None:
+    from napari_fibsem.core.training.loop import Trainer
+
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // nprocs))
+    ctx = DistContext(rank=rank, world_size=nprocs, local_rank=rank)
+    ok = False
+    try:
+        config = TrainingConfig.model_validate(config_data)
+        trainer = Trainer(config, dist_context=ctx, init_method=init_method, **(kwargs if rank == 0 else {}))
+        result = trainer.run()
+        if rank == 0:
+            queue.put(("result", result))
+        ok = True
+    except (ValueError, ImportError, TrainingError) as e:  # user errors travel back as such
+        if rank == 0:
+            queue.put(("error", (type(e).__name__, str(e))))
+    finally:
+        cleanup(barrier=ok)

@@ -1,0 +1,116 @@
+"""Augmentation keeps image and mask aligned, keeps dtypes and class ids, and is reproducible per seed."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import ndimage
+
+from napari_fibsem.core.training import AugmentConfig, EMAugment
+
+STEP = 40  # image = mask * STEP: the image's pixel values encode the mask
+GEOMETRY_ONLY = dict(autocontrast=0, equalize=0, blur=0, brightness=0, contrast=0, noise=0)
+
+
+def blob_mask(shape=(90, 120), seed=0, classes=6) -> np.ndarray:
+    """Smooth random regions of several classes (like label masks, unlike white noise)."""
+    rng = np.random.default_rng(seed)
+    field = ndimage.gaussian_filter(rng.random((classes, *shape)), sigma=(0, 6, 6))
+    return np.argmax(field, axis=0).astype(np.uint8)
+
+
+def encoded_pair(shape=(90, 120), seed=0) -> tuple[np.ndarray, np.ndarray]:
+    mask = blob_mask(shape, seed)
+    return (mask * STEP).astype(np.uint8), mask
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_crops_flips_and_quarter_turns_keep_pixels_exactly_aligned(seed):
+    image, mask = encoded_pair()
+    aug = EMAugment(AugmentConfig(rotate=0, scale=(1, 1), rotate90=True, **GEOMETRY_ONLY), crop_size=(64, 48))
+    out_img, out_mask = aug(image, mask, np.random.default_rng(seed))
+    assert out_img.shape == out_mask.shape == (64, 48)
+    assert out_img.dtype == np.uint8 and out_mask.dtype == np.uint8
+    np.testing.assert_array_equal(out_img, out_mask * STEP)
+
+
+def test_rotation_and_zoom_keep_masks_aligned():
+    """Two classes, image = 200 * mask: the bilinear image thresholded at half height must match the
+    nearest-neighbour mask up to a few ambiguous border pixels; a one-pixel shift would not."""
+    rng = np.random.default_rng(0)
+    mask = (ndimage.gaussian_filter(rng.random((90, 120)), 6) > 0.5).astype(np.uint8)
+    image = (mask * 200).astype(np.uint8)
+    aug = EMAugment(AugmentConfig(rotate=30, scale=(0.8, 1.25), **GEOMETRY_ONLY), crop_size=(64, 64))
+    resampled = 0
+    for seed in range(12):
+        out_img, out_mask = aug(image, mask, np.random.default_rng(seed))
+        assert set(np.unique(out_mask)) <= {0, 1}  # nearest neighbour: no invented class ids
+        assert np.mean((out_img >= 100) == out_mask) > 0.99, seed
+        if np.any(out_img % 200):  # values between the two: this sample was rotated/zoomed
+            resampled += 1
+            assert np.mean((out_img >= 100) == np.roll(out_mask, 1, axis=1)) < 0.98  # the check can fail
+    assert resampled >= 3
+    multi_img, multi_mask = encoded_pair()
+    out_img, out_mask = aug(multi_img, multi_mask, np.random.default_rng(0))
+    assert set(np.unique(out_mask)) <= set(np.unique(multi_mask))
+
+
+def test_small_images_are_padded_to_the_crop_consistently():
+    image, mask = encoded_pair(shape=(40, 30), seed=3)
+    out_img, out_mask = EMAugment(AugmentConfig(enabled=False), crop_size=(64, 64))(
+        image, mask, np.random.default_rng(0)
+    )
+    assert out_img.shape == (64, 64)
+    np.testing.assert_array_equal(out_img, out_mask * STEP)
+
+
+def test_same_seed_same_result_other_seed_other_result():
+    image, mask = encoded_pair()
+    image = (image.astype(np.uint16) * 200 + 50).astype(np.uint16)  # a 16-bit frame
+    aug = EMAugment(AugmentConfig(noise=0.02, autocontrast=0.5, equalize=0.5, blur=0.5), crop_size=(48, 48))
+    a = aug(image, mask, np.random.default_rng(7))
+    b = aug(image, mask, np.random.default_rng(7))
+    c = aug(image, mask, np.random.default_rng(8))
+    np.testing.assert_array_equal(a[0], b[0])
+    np.testing.assert_array_equal(a[1], b[1])
+    assert not np.array_equal(a[0], c[0])
+    assert a[0].dtype == np.uint16
+
+
+def test_intensity_changes_touch_the_image_only():
+    image, mask = encoded_pair()
+    image = (image + 20).astype(np.uint8)
+    aug = EMAugment(
+        AugmentConfig(
+            flip=False,
+            rotate=0,
+            scale=(1, 1),
+            autocontrast=1,
+            equalize=1,
+            blur=1,
+            brightness=0.2,
+            contrast=0.2,
+            noise=0.05,
+        )
+    )
+    seen_changes = 0
+    for seed in range(4):
+        out_img, out_mask = aug(image, mask, np.random.default_rng(seed))
+        np.testing.assert_array_equal(out_mask, mask)
+        assert out_img.dtype == np.uint8 and out_img.shape == image.shape
+        seen_changes += not np.array_equal(out_img, image)
+        # the structure survives: bright classes stay brighter than dark ones on average
+        assert out_img[mask == 5].mean() > out_img[mask == 0].mean()
+    assert seen_changes == 4
+
+
+def test_disabled_augmentation_without_crop_is_identity():
+    image, mask = encoded_pair()
+    out_img, out_mask = EMAugment(AugmentConfig(enabled=False))(image, mask, np.random.default_rng(0))
+    np.testing.assert_array_equal(out_img, image)
+    np.testing.assert_array_equal(out_mask, mask)
+
+
+def test_shape_mismatch_is_an_error():
+    with pytest.raises(ValueError, match="same 2D shape"):
+        EMAugment()(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8), np.random.default_rng(0))

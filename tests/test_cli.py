@@ -1,0 +1,69 @@
+"""The command line, run as a user runs it (a subprocess on the installed entry point)."""
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_fibsem.core.imageio import write_labels
+
+EXE = shutil.which("napari-fibsem") or str(Path(sys.executable).parent / "napari-fibsem")
+
+
+def run(*args, ok=True):
+    out = subprocess.run([EXE, *args], capture_output=True, text=True, timeout=300)
+    assert (out.returncode == 0) == ok, out.stdout + out.stderr
+    return out
+
+
+def test_every_command_has_help():
+    main = run("--help").stdout
+    commands = ["synth", "check", "view", "demo", "version"]
+    for c in commands:
+        assert c in main
+        assert "Usage" in run(c, "--help").stdout
+
+
+def test_synth_then_check(tmp_path):
+    out = run("synth", "--out", str(tmp_path / "ds"), "--n", "3", "--size", "64x96", "--seed", "1")
+    assert "wrote 3 synthetic 64x96 scenes" in out.stdout
+    assert "3 images, 3 labelled, 0 unlabelled" in run("check", str(tmp_path / "ds")).stdout
+    bad = run("synth", "--out", str(tmp_path / "ds"), "--n", "1", ok=False)
+    assert "exists and is not empty" in bad.stderr
+    assert "HEIGHTxWIDTH" in run("synth", "--out", str(tmp_path / "x"), "--size", "big", ok=False).stderr
+
+
+def test_check_reports_bad_labels(tmp_path):
+    run("synth", "--out", str(tmp_path / "ds"), "--n", "2", "--size", "64x64")
+    write_labels(tmp_path / "ds" / "labels" / "synthetic_0001.tif", np.full((64, 64), 12, np.uint8))
+    out = run("check", str(tmp_path / "ds"), ok=False)
+    assert "synthetic_0001.tif: label values [12]" in out.stderr
+
+
+def test_demo_headless(tmp_path):
+    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "2", "--size", "64x96", "--no-viewer")
+    assert "demo outputs in" in out.stdout and "labels valid" in out.stdout
+    assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 2
+    run("demo", "--out", str(tmp_path / "demo"), "--n", "1", "--size", "64x96", "--no-viewer")  # re-run replaces
+    assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 1
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "thesis.tex").write_text("x")
+    assert "not a previous demo output" in run("demo", "--out", str(tmp_path / "mine"), "--no-viewer", ok=False).stderr
+    assert (tmp_path / "mine" / "thesis.tex").exists()
+
+
+@pytest.mark.parametrize("example", ["synthetic_dataset.py", "synthetic_dataset.sh"])
+def test_examples_run(tmp_path, example):
+    path = Path(__file__).parents[1] / "examples" / example
+    env = {**os.environ, "PATH": str(Path(EXE).parent) + os.pathsep + os.environ.get("PATH", "")}
+    if example.endswith(".py"):
+        cmd = [sys.executable, str(path), "--out", str(tmp_path / "ex"), "--n", "4", "--size", "64x96"]
+    else:
+        cmd = ["bash", str(path), str(tmp_path / "ex"), "3", "64x96"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "wrote" in out.stdout and len(list((tmp_path / "ex").glob("*.tif"))) in (3, 4)
