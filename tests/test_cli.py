@@ -22,7 +22,7 @@ def run(*args, ok=True):
 
 def test_every_command_has_help():
     main = run("--help").stdout
-    commands = ["synth", "check", "view", "demo", "version"]
+    commands = ["synth", "check", "view", "demo", "version", "import-dataset", "predict"]
     for c in commands:
         assert c in main
         assert "Usage" in run(c, "--help").stdout

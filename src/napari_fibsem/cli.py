@@ -226,6 +226,80 @@ def export_onnx_command(
         _fail(str(e))
 
 
+@app.command("import-dataset")
+def import_dataset_command(
+    source: Annotated[Path, typer.Argument(help="Local copy of a HuggingFace dataset (root, hub-cache folder or one .parquet file).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create: <out>/<config>/<split>/ dataset folders.")],
+    config: Annotated[list[str] | None, typer.Option("--config", help="Config to import (repeat for several; default all), e.g. waffle.")] = None,
+    split: Annotated[list[str] | None, typer.Option("--split", help="Split to import (repeat for several; default all), e.g. train.")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous import in --out.")] = False,
+) -> None:
+    """Import the AutoLamella dataset's parquet shards (HuggingFace layout) as dataset folders."""
+    from tqdm import tqdm
+
+    from napari_fibsem.core.import_dataset import ImportDatasetError, import_dataset
+
+    bar = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="image", dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        summary = import_dataset(source, out, configs=config, splits=split, overwrite=overwrite, on_progress=on_progress)
+    except (ImportDatasetError, ImportError, OSError) as e:
+        _fail(str(e))
+    finally:
+        if bar is not None:
+            bar.close()
+    typer.echo(summary)
+
+
+@app.command()
+def predict(
+    model: Annotated[Path, typer.Argument(help="Checkpoint bundle, OpenFIBSEM checkpoint or ONNX model.")],
+    images: Annotated[list[Path], typer.Argument(help="Image folder(s) and/or TIFF files.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Label folder (default: labels/ beside each image).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing label files (they may be manual labels).")] = False,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when available).")] = None,
+    tile_size: Annotated[int | None, typer.Option(min=32, help="Predict larger images in overlapping tiles of this size.")] = None,
+    batch_size: Annotated[int, typer.Option(min=1, help="Images (or tiles) per network call.")] = 4,
+    probs: Annotated[Path | None, typer.Option("--probs", help="Also save float32 class probabilities (C x H x W TIFFs) here.")] = None,
+) -> None:
+    """Predict label masks for TIFF images: uint8 class-index TIFFs, written atomically."""
+    from tqdm import tqdm
+
+    from napari_fibsem.core.inference import predict_folder
+    from napari_fibsem.core.models import ModelLoadError, load_model
+
+    options = {"batch_size": batch_size} if tile_size is None else {"batch_size": batch_size, "tile_size": tile_size}
+    bar = None
+
+    def on_progress(done: int, total: int) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(total=total, unit="image", dynamic_ncols=True)
+        bar.update(done - bar.n)
+
+    try:
+        net = load_model(model, device=device, **options)
+        summary = predict_folder(net, images, out, overwrite=overwrite, batch_size=batch_size, probs_dir=probs, on_progress=on_progress)
+    except (ModelLoadError, ImportError, ValueError, OSError, RuntimeError) as e:
+        _fail(str(e))
+    finally:
+        if bar is not None:
+            bar.close()
+    for path in summary.skipped:
+        typer.echo(f"skipped (labels exist): {path}")
+    for path, reason in summary.failed:
+        typer.secho(f"failed: {reason}" if str(path) in reason else f"failed: {path}: {reason}", fg=typer.colors.RED, err=True)
+    typer.echo(summary)
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""

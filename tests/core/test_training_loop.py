@@ -288,3 +288,28 @@ def test_mixed_precision_on_cuda_trains_and_resumes(five, tmp_path):
         64,
         96,
     )
+
+
+# -- loggers -----------------------------------------------------------------------------------------
+def test_tensorboard_is_the_default_and_records_scalars_and_panels(five, tmp_path):
+    """TensorBoard is on by default; its event files hold the per-epoch metrics and the
+    image | label | prediction panels, read back with TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    assert "tensorboard" in TrainingConfig(data_paths=[five], save_path="o").logger
+    cfg = config(five, tmp_path / "run", epochs=2, split=0.4, train_log_freq=1, val_log_freq=1,
+                 logger=["tensorboard"])  # fmt: skip
+    result = train(cfg)
+    runs = list((tmp_path / "run" / "tensorboard").glob("events.out.tfevents.*"))
+    assert len(runs) == 1
+    acc = EventAccumulator(str(runs[0].parent), size_guidance={"images": 0, "scalars": 0})
+    acc.Reload()
+    scalars = acc.Tags()["scalars"]
+    assert "epoch/mean_fg_iou" in scalars and "epoch/train_loss" in scalars
+    ious = [e.value for e in acc.Scalars("epoch/mean_fg_iou")]
+    assert len(ious) == 2 and ious[-1] == pytest.approx(result.history[-1]["mean_fg_iou"], abs=1e-6)
+    images = acc.Tags()["images"]
+    assert images, "no image panels were logged"
+    sizes = {(p.height, p.width) for tag in images for p in acc.Images(tag)}
+    # image | label | prediction side by side: 48x48 training crops, whole 64x96 validation images
+    assert sizes <= {(48, 3 * 48), (64, 3 * 96)} and len(sizes) == 2, sizes

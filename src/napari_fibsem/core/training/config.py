@@ -171,7 +171,8 @@ class TrainingConfig(_Strict):
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
     amp: bool = True
     """Mixed precision (float16 autocast + grad scaling) when training on CUDA; ignored elsewhere."""
-    logger: list[LoggerName] = Field(default_factory=lambda: ["console", "csv"])
+    logger: list[LoggerName] = Field(default_factory=lambda: ["console", "csv", "tensorboard"])
+    """Where numbers go: console, ``metrics.csv``, TensorBoard (``save_path/tensorboard``), wandb."""
     wandb_mode: Literal["online", "offline"] | None = None
     monitor: Monitor = "mean_fg_iou"
     """Metric that decides ``best.pt`` (losses are minimised, the others maximised)."""

@@ -1,0 +1,178 @@
+"""Training quality: does our pipeline train a useful U-Net on a CPU in a coffee break?
+
+Writes a synthetic dataset (train and test scenes from different seeds, so no scene is shared),
+trains a U-Net with a resnet18 encoder from random weights (nothing is downloaded) with the
+same ``Trainer`` that ``napari-fibsem train`` runs, then loads the best bundle with
+``load_model`` and predicts every full-size test image with ``predict`` (the path the widgets
+and detection use). The figure is the mean foreground IoU over the test split: per class, one
+IoU from the confusion matrix summed over all test images (not an average of per-image IoUs),
+then the mean over the foreground classes present in the test labels.
+
+    python benchmarks/train_quality.py              # 300 train / 60 test, 512x768 (~20 min on 2 cores)
+    python benchmarks/train_quality.py --quick      # a few tiny scenes: a smoke run (~30 s)
+
+Exits 1 when the figure is below ``--target`` (0.85 by default; not with ``--quick``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+TARGET_IOU = 0.85
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--train", type=int, default=300, help="training scenes")
+    p.add_argument("--test", type=int, default=60, help="test scenes (different seed)")
+    p.add_argument("--size", default="512x768", help="scene size HEIGHTxWIDTH")
+    p.add_argument("--epochs", type=int, default=12)
+    p.add_argument("--crop", type=int, default=256, help="square training crop")
+    p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
+    p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
+    p.add_argument("--target", type=float, default=TARGET_IOU)
+    p.add_argument("--out", type=Path, default=None, help="keep data and run here (default: a temp dir)")
+    p.add_argument("--quick", action="store_true", help="tiny smoke run (no target)")
+    args = p.parse_args(argv)
+    if args.quick:
+        args.train, args.test, args.size, args.epochs, args.crop, args.batch_size = 6, 2, "96x128", 2, 64, 4
+    return args
+
+
+def make_data(root: Path, n_train: int, n_test: int, size: tuple[int, int]) -> tuple[Path, Path]:
+    from napari_fibsem.core.synthetic_dataset import write_dataset
+
+    train, test = root / "train", root / "test"
+    if not train.is_dir():
+        write_dataset(train, n=n_train, size=size, seed=1000)
+    if not test.is_dir():
+        write_dataset(test, n=n_test, size=size, seed=2000)
+    return train, test
+
+
+def train_model(args: argparse.Namespace, train_dir: Path, run_dir: Path) -> tuple[Path, float]:
+    from napari_fibsem.core.training.config_file import parse_config
+    from napari_fibsem.core.training.loop import Trainer
+
+    config = parse_config(
+        {
+            "data_paths": [str(train_dir)],
+            "save_path": str(run_dir),
+            "encoder": args.encoder,
+            "architecture": "Unet",
+            "epochs": args.epochs,
+            "split": 0.1,
+            "batch_size": args.batch_size,
+            "lr": args.lr,
+            "crop_size": args.crop,
+            "loss": {"ce": 1.0, "dice": 1.0},
+            "scheduler": "cosine",
+            "device": "cpu",
+            "num_workers": args.workers,
+            "logger": ["csv"],
+            "overwrite": True,
+            "seed": 0,
+        },
+        source="benchmarks/train_quality.py",
+    )
+    start = time.perf_counter()
+
+    def say(line: str) -> None:
+        print(f"  [{time.perf_counter() - start:6.0f}s] {line}", flush=True)
+
+    result = Trainer(config, write=say, loggers=[_EpochPrinter(say, args.epochs)]).run()
+    return Path(result.best_path or result.last_path), time.perf_counter() - start
+
+
+class _EpochPrinter:
+    """Prints one line per epoch (a TrainingLogger)."""
+
+    wants_images = False
+
+    def __init__(self, say, epochs: int) -> None:
+        self.say, self.epochs = say, epochs
+
+    def log_scalars(self, values, step) -> None:
+        pass
+
+    def log_images(self, tag, panel, step) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+    def log_epoch(self, record, history) -> None:
+        iou = record.get("mean_fg_iou")
+        iou_text = f"{iou:.3f}" if iou is not None else "-"
+        self.say(f"epoch {record['epoch']}/{self.epochs}  train loss {record.get('train_loss', float('nan')):.4f}"
+                 f"  val fg IoU {iou_text}")
+
+
+def evaluate(bundle: Path, test_dir: Path) -> tuple[dict[str, float | None], float, float]:
+    """Per-class IoU over the whole test split, mean foreground IoU, and seconds per image."""
+    from napari_fibsem.core.dataset import discover
+    from napari_fibsem.core.imageio import read_image, read_labels
+    from napari_fibsem.core.models import load_model
+
+    model = load_model(bundle, device="cpu")
+    n = model.num_classes
+    confusion = np.zeros((n, n), np.int64)
+    samples = discover([test_dir]).labelled
+    t0 = time.perf_counter()
+    for s in samples:
+        pred = model.predict(read_image(s.image).data).mask
+        true = read_labels(s.label)
+        confusion += np.bincount(true.ravel().astype(np.int64) * n + pred.ravel(), minlength=n * n).reshape(n, n)
+    per_image = (time.perf_counter() - t0) / max(len(samples), 1)
+    tp = np.diag(confusion).astype(np.float64)
+    union = confusion.sum(0) + confusion.sum(1) - tp
+    per_class: dict[str, float | None] = {}
+    for c in model.class_map.ids:
+        present = confusion[c].sum() > 0
+        per_class[model.class_map[c].name] = float(tp[c] / union[c]) if present else None
+    fg = [v for c, v in zip(model.class_map.ids, per_class.values()) if c != 0 and v is not None]
+    return per_class, float(np.mean(fg)) if fg else float("nan"), per_image
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    import torch
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+          f"torch {torch.__version__} with {torch.get_num_threads()} threads")
+    print(f"data: {args.train} train / {args.test} test synthetic scenes, {size[0]}x{size[1]}")
+    print(f"model: U-Net {args.encoder} (random init), {args.epochs} epochs, crops {args.crop}, "
+          f"batch {args.batch_size}, lr {args.lr}")
+    with tempfile.TemporaryDirectory(prefix="train_quality_") as tmp:
+        root = args.out or Path(tmp)
+        t0 = time.perf_counter()
+        train_dir, test_dir = make_data(root / "data", args.train, args.test, size)
+        print(f"data written in {time.perf_counter() - t0:.0f} s")
+        bundle, train_s = train_model(args, train_dir, root / "run")
+        per_class, mean_fg, per_image = evaluate(bundle, test_dir)
+    print(f"training time: {train_s / 60:.1f} min (CPU)")
+    print("test IoU per class: " + ", ".join(
+        f"{k} {v:.3f}" if v is not None else f"{k} -" for k, v in per_class.items()))
+    print(f"predict: {per_image:.2f} s per {size[0]}x{size[1]} image")
+    print(f"mean foreground IoU on the test split: {mean_fg:.3f} (target >= {args.target})")
+    if args.quick:
+        return 0
+    return 0 if mean_fg >= args.target else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
