@@ -6,7 +6,7 @@ same ``Trainer`` that ``napari-fibsem train`` runs, then loads the best bundle w
 ``load_model`` and predicts every full-size test image with ``predict`` (the path the widgets
 and detection use). The figure is the mean foreground IoU over the test split: per class, one
 IoU from the confusion matrix summed over all test images (not an average of per-image IoUs),
-then the mean over the foreground classes present in the test labels.
+then the mean over the foreground classes that occur (`core/inference.py: evaluate_folder`).
 
     python benchmarks/train_quality.py              # 300 train / 60 test, 512x768 (~20 min on 2 cores)
     python benchmarks/train_quality.py --quick      # a few tiny scenes: a smoke run (~30 s)
@@ -23,8 +23,6 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-
-import numpy as np
 
 TARGET_IOU = 0.85
 
@@ -63,6 +61,7 @@ def make_data(root: Path, n_train: int, n_test: int, size: tuple[int, int]) -> t
 
 def train_model(args: argparse.Namespace, train_dir: Path, run_dir: Path) -> tuple[Path, float]:
     from napari_fibsem.core.training.config_file import parse_config
+    from napari_fibsem.core.training.loggers import CsvLogger
     from napari_fibsem.core.training.loop import Trainer
 
     config = parse_config(
@@ -80,7 +79,6 @@ def train_model(args: argparse.Namespace, train_dir: Path, run_dir: Path) -> tup
             "scheduler": "cosine",
             "device": "cpu",
             "num_workers": args.workers,
-            "logger": ["csv"],
             "overwrite": True,
             "seed": 0,
         },
@@ -91,7 +89,8 @@ def train_model(args: argparse.Namespace, train_dir: Path, run_dir: Path) -> tup
     def say(line: str) -> None:
         print(f"  [{time.perf_counter() - start:6.0f}s] {line}", flush=True)
 
-    result = Trainer(config, write=say, loggers=[_EpochPrinter(say, args.epochs)]).run()
+    loggers = [_EpochPrinter(say, args.epochs), CsvLogger(run_dir / "metrics.csv")]
+    result = Trainer(config, write=say, loggers=loggers).run()
     return Path(result.best_path or result.last_path), time.perf_counter() - start
 
 
@@ -121,28 +120,12 @@ class _EpochPrinter:
 
 def evaluate(bundle: Path, test_dir: Path) -> tuple[dict[str, float | None], float, float]:
     """Per-class IoU over the whole test split, mean foreground IoU, and seconds per image."""
-    from napari_fibsem.core.dataset import discover
-    from napari_fibsem.core.imageio import read_image, read_labels
+    from napari_fibsem.core.inference import evaluate_folder
     from napari_fibsem.core.models import load_model
 
-    model = load_model(bundle, device="cpu")
-    n = model.num_classes
-    confusion = np.zeros((n, n), np.int64)
-    samples = discover([test_dir]).labelled
-    t0 = time.perf_counter()
-    for s in samples:
-        pred = model.predict(read_image(s.image).data).mask
-        true = read_labels(s.label)
-        confusion += np.bincount(true.ravel().astype(np.int64) * n + pred.ravel(), minlength=n * n).reshape(n, n)
-    per_image = (time.perf_counter() - t0) / max(len(samples), 1)
-    tp = np.diag(confusion).astype(np.float64)
-    union = confusion.sum(0) + confusion.sum(1) - tp
-    per_class: dict[str, float | None] = {}
-    for c in model.class_map.ids:
-        present = confusion[c].sum() > 0
-        per_class[model.class_map[c].name] = float(tp[c] / union[c]) if present else None
-    fg = [v for c, v in zip(model.class_map.ids, per_class.values()) if c != 0 and v is not None]
-    return per_class, float(np.mean(fg)) if fg else float("nan"), per_image
+    metrics, per_image = evaluate_folder(load_model(bundle, device="cpu"), test_dir)
+    mean_fg = metrics.mean_fg_iou
+    return metrics.iou, float("nan") if mean_fg is None else mean_fg, per_image
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -45,10 +45,17 @@ def test_check_reports_bad_labels(tmp_path):
 
 
 def test_demo_headless(tmp_path):
-    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "2", "--size", "64x96", "--no-viewer")
+    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "5", "--size", "64x96", "--epochs", "2", "--no-viewer")
     assert "demo outputs in" in out.stdout and "labels valid" in out.stdout
-    assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 2
-    run("demo", "--out", str(tmp_path / "demo"), "--n", "1", "--size", "64x96", "--no-viewer")  # re-run replaces
+    assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 5
+    # trained, then predicted and scored scenes it never saw
+    assert (tmp_path / "demo" / "run" / "best.pt").is_file() and "3. trained U-Net resnet18 for 2 epochs" in out.stdout
+    unseen = sorted(p.name for p in (tmp_path / "demo" / "unseen").glob("*.tif"))
+    assert len(unseen) == 2 and sorted(p.name for p in (tmp_path / "demo" / "unseen_predicted").glob("*.tif")) == unseen
+    assert "4. predicted 2 unseen scenes: wrote 2 label file(s)" in out.stdout
+    assert "mean foreground IoU" in out.stdout
+    run("demo", "--out", str(tmp_path / "demo"), "--n", "1", "--size", "64x96", "--epochs", "0", "--no-viewer")  # re-run replaces
+    assert not (tmp_path / "demo" / "run").exists()
     assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 1
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")

@@ -174,20 +174,23 @@ def view(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs (replaced on each run).")] = Path("outputs/demo"),
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic scenes.")] = 12,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic training scenes.")] = 12,
     size: Annotated[str, typer.Option(help="Image size HEIGHTxWIDTH.")] = "1024x1536",
+    epochs: Annotated[int, typer.Option(min=0, help="Training epochs (0: skip training and prediction).")] = 6,
     viewer: Annotated[bool, typer.Option("--viewer/--no-viewer", help="Open napari when a display exists.")] = True,
 ) -> None:
-    """The end-to-end demo on synthetic data; opens napari on the result when a display exists."""
+    """The end-to-end demo on synthetic data: dataset, training, prediction on unseen scenes, scores;
+    opens napari on the result when a display exists."""
+    from napari_fibsem.core.training.progress import TrainingError
     from napari_fibsem.demo import run_demo
 
     try:
-        result = run_demo(out, n=n, size=_parse_size(size))
-    except ValueError as e:
+        result = run_demo(out, n=n, size=_parse_size(size), epochs=epochs, write=typer.echo)
+    except (ValueError, TrainingError) as e:
         _fail(str(e))
-    typer.echo(result.report())
+    typer.echo(f"demo outputs in {result.out.resolve()}")
     if viewer and _has_display():
-        view([result.dataset])
+        view([p for p in (result.dataset, result.test) if p.is_dir()])
     else:
         typer.echo("no display (or --no-viewer): outputs are listed above; open them with `napari-fibsem view`")
 

@@ -1,0 +1,33 @@
+"""The benchmark scripts run end to end (tiny settings) so they do not rot; their figures come from
+full runs by hand (see benchmarks/README.md)."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _load(name: str, monkeypatch):
+    spec = importlib.util.spec_from_file_location(f"bench_{name}", ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_train_quality_quick(tmp_path, capsys, monkeypatch):
+    bench = _load("train_quality", monkeypatch)
+    assert bench.main(["--quick", "--out", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    figure = re.search(r"mean foreground IoU on the test split: ([0-9.]+|nan)", out)
+    assert figure, out
+    assert (tmp_path / "run" / "best.pt").is_file() and (tmp_path / "run" / "metrics.csv").is_file()
+    assert len(list((tmp_path / "data" / "test" / "labels").glob("*.tif"))) == 2
+    # the evaluation is the whole test split's confusion matrix, so IoUs are fractions
+    ious = re.search(r"test IoU per class: (.*)", out).group(1)
+    values = [float(v) for v in re.findall(r" ([0-9.]+)(?:,|$)", ious)]
+    assert values and all(0 <= v <= 1 for v in values)
