@@ -303,6 +303,44 @@ def predict(
         raise typer.Exit(code=1)
 
 
+@app.command("to-nnunet")
+def to_nnunet_command(
+    folders: Annotated[list[Path], typer.Argument(help="Dataset folder(s): images with labels/ inside.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="The nnUNet_raw folder; the dataset is written to DatasetXXX_NAME/ inside it.")],
+    dataset_id: Annotated[int, typer.Option("--id", help="nnU-Net dataset id, 1-999.")],
+    name: Annotated[str, typer.Option("--name", help="Dataset name: letters, digits, _ and -.")],
+    classes: Annotated[Path | None, typer.Option(help="Class map YAML (default: the first folder's classes.yaml or AutoLamella's).")] = None,
+    channel_name: Annotated[str, typer.Option(help="nnU-Net channel name; it picks the normalisation ('CT', 'rescale_to_0_1', 'noNorm'; anything else: z-score per image).")] = "FIB-SEM",
+    test_images: Annotated[bool, typer.Option("--test-images/--no-test-images", help="Also write unlabelled images to imagesTs/.")] = False,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset folder of that id and name.")] = False,
+) -> None:
+    """Convert dataset folders to an nnU-Net v2 raw dataset (imagesTr/, labelsTr/, dataset.json); needs no nnunetv2."""
+    from napari_fibsem.core.classes import ClassMap
+    from napari_fibsem.core.models.nnunet_convert import convert_to_nnunet
+
+    try:
+        class_map = ClassMap.load(classes) if classes else None
+        result = convert_to_nnunet(
+            folders,
+            out,
+            dataset_id,
+            name,
+            class_map=class_map,
+            channel_name=channel_name,
+            include_unlabelled=test_images,
+            overwrite=overwrite,
+        )
+    except (FileExistsError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(result)
+    fold = "0" if result.num_training >= 5 else "all"  # nnU-Net's 5-fold split needs 5 cases
+    typer.echo(
+        f"next: export nnUNet_raw={out.resolve()} (and nnUNet_preprocessed, nnUNet_results), then "
+        f"nnUNetv2_plan_and_preprocess -d {dataset_id} -c 2d && nnUNetv2_train {dataset_id} 2d {fold}; "
+        "the trainer folder under nnUNet_results loads with load_model()"
+    )
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""
