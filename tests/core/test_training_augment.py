@@ -114,3 +114,44 @@ def test_disabled_augmentation_without_crop_is_identity():
 def test_shape_mismatch_is_an_error():
     with pytest.raises(ValueError, match="same 2D shape"):
         EMAugment()(np.zeros((4, 4), np.uint8), np.zeros((4, 5), np.uint8), np.random.default_rng(0))
+
+
+# -- foreground-aware crops --------------------------------------------------------------------------
+def rare_object_pair(shape=(200, 300)) -> tuple[np.ndarray, np.ndarray]:
+    """A large class-3 bar and a tiny class-5 square: uniform 48x48 crops rarely see the square."""
+    mask = np.zeros(shape, np.uint8)
+    mask[:, 200:260] = 3
+    mask[20:26, 30:36] = 5
+    return (mask * STEP).astype(np.uint8), mask
+
+
+@pytest.mark.parametrize("geometry", ["crop", "rotate", "quarter-turns"])
+def test_foreground_crops_show_rare_classes_and_stay_aligned(geometry):
+    """With ``foreground: 1`` every crop holds some foreground and a rare class is drawn as often as a
+    common one (it appears in ~half the crops vs ~1% for uniform crops), with image and mask aligned."""
+    image, mask = rare_object_pair()
+    extra = {"crop": dict(rotate=0, scale=(1, 1)), "rotate": dict(rotate=30, scale=(0.9, 1.1)),
+             "quarter-turns": dict(rotate=0, scale=(1, 1), rotate90=True)}[geometry]  # fmt: skip
+    counts = {}
+    for fg in (0.0, 1.0):
+        aug = EMAugment(AugmentConfig(foreground=fg, flip=True, **extra, **GEOMETRY_ONLY), crop_size=(48, 48))
+        rng = np.random.default_rng(0)
+        seen = []
+        for _ in range(200):
+            img, msk = aug(image, mask, rng)
+            assert msk.shape == (48, 48) and img.dtype == np.uint8
+            if geometry != "rotate":  # exact pixels without resampling
+                np.testing.assert_array_equal(img, msk * STEP)
+            seen.append(set(np.unique(msk).tolist()))
+        counts[fg] = (sum(5 in s for s in seen), sum(len(s - {0}) > 0 for s in seen))
+    rare_uniform, _ = counts[0.0]
+    rare_fg, any_fg = counts[1.0]
+    assert rare_uniform <= 15 and rare_fg >= 70, counts
+    assert any_fg == 200, counts
+
+
+def test_foreground_crops_on_background_only_masks_fall_back_to_uniform():
+    mask = np.zeros((60, 80), np.uint8)
+    aug = EMAugment(AugmentConfig(foreground=1.0, **GEOMETRY_ONLY), crop_size=(32, 32))
+    img, msk = aug((mask + 7).astype(np.uint8), mask, np.random.default_rng(0))
+    assert msk.shape == (32, 32) and not msk.any() and (img == 7).all()

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage
 
 from napari_fibsem.core.training.config import AugmentConfig
+from napari_fibsem.core.training.losses import IGNORE
 
 
 class EMAugment:
@@ -41,28 +42,33 @@ class EMAugment:
         if image.shape != mask.shape or image.ndim != 2:
             raise ValueError(f"image {image.shape} and mask {mask.shape} must be the same 2D shape")
         cfg = self.config
+        centre = None
+        if self.crop_size is not None and cfg.foreground > 0 and rng.random() < cfg.foreground:
+            centre = foreground_point(mask, rng)
         if cfg.enabled:
-            image, mask = self._geometry(image, mask, rng)
+            image, mask = self._geometry(image, mask, rng, centre)
             image = self._intensity(image, rng)
         elif self.crop_size is not None:
-            image, mask = random_crop(image, mask, self.crop_size, rng)
+            image, mask = random_crop(image, mask, self.crop_size, rng, centre)
         return np.ascontiguousarray(image), np.ascontiguousarray(mask)
 
     # -- geometry -------------------------------------------------------------------------------
-    def _geometry(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator):
+    def _geometry(self, image: np.ndarray, mask: np.ndarray, rng: np.random.Generator, centre=None):
         cfg = self.config
         if cfg.rotate90:
             k = int(rng.integers(4))
             image, mask = np.rot90(image, k), np.rot90(mask, k)
+            if centre is not None:
+                centre = _rot90_point(centre, k, mask.shape)
         angle = float(rng.uniform(-cfg.rotate, cfg.rotate)) if cfg.rotate > 0 and rng.random() < 0.5 else 0.0
         lo, hi = cfg.scale
         zoom = float(rng.uniform(lo, hi)) if hi > lo and rng.random() < 0.5 else 1.0
         out_shape = self.crop_size or image.shape
         if angle == 0.0 and zoom == 1.0:
             if self.crop_size is not None:
-                image, mask = random_crop(image, mask, self.crop_size, rng)
+                image, mask = random_crop(image, mask, self.crop_size, rng, centre)
         else:
-            image, mask = affine_crop(image, mask, out_shape, angle, zoom, rng)
+            image, mask = affine_crop(image, mask, out_shape, angle, zoom, rng, centre)
         if cfg.flip:
             if rng.random() < 0.5:
                 image, mask = image[:, ::-1], mask[:, ::-1]
@@ -99,12 +105,46 @@ class EMAugment:
         return x.astype(dtype)
 
 
+def foreground_point(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
+    """A random pixel of a foreground class drawn uniformly among those in ``mask`` (None if none).
+
+    Drawing the class first, then the pixel, gives a small volume block as many crops as a large
+    landing post: uniform crops would show a rare class to the network a few times per epoch.
+    """
+    present = np.unique(mask)
+    present = present[(present != 0) & (present != IGNORE)]
+    if present.size == 0:
+        return None
+    cls = present[int(rng.integers(present.size))]
+    idx = np.flatnonzero(mask == cls)
+    flat = int(idx[int(rng.integers(idx.size))])
+    return divmod(flat, mask.shape[1])
+
+
+def _rot90_point(point: tuple[int, int], k: int, rotated_shape: tuple[int, int]) -> tuple[int, int]:
+    """Where ``point`` lands after ``np.rot90(a, k)`` (``rotated_shape`` is the result's shape)."""
+    rh, rw = rotated_shape
+    k %= 4
+    if k == 1:
+        return rh - 1 - point[1], point[0]
+    if k == 2:
+        return rh - 1 - point[0], rw - 1 - point[1]
+    if k == 3:
+        return point[1], rw - 1 - point[0]
+    return point
+
+
 def random_crop(
-    image: np.ndarray, mask: np.ndarray, size: tuple[int, int], rng: np.random.Generator
+    image: np.ndarray,
+    mask: np.ndarray,
+    size: tuple[int, int],
+    rng: np.random.Generator,
+    centre: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """The same random ``size`` window of both arrays (exact pixels, no resampling).
 
-    A side shorter than the crop is reflect-padded first, image and mask alike.
+    A side shorter than the crop is reflect-padded first, image and mask alike. With ``centre``
+    the window holds that pixel (placed at a random position inside it, not always the middle).
     """
     ch, cw = size
     h, w = image.shape
@@ -112,8 +152,12 @@ def random_crop(
         pads = ((0, max(0, ch - h)), (0, max(0, cw - w)))
         image, mask = np.pad(image, pads, mode="symmetric"), np.pad(mask, pads, mode="symmetric")
         h, w = image.shape
-    top = int(rng.integers(0, h - ch + 1))
-    left = int(rng.integers(0, w - cw + 1))
+    if centre is None:
+        top = int(rng.integers(0, h - ch + 1))
+        left = int(rng.integers(0, w - cw + 1))
+    else:
+        top = int(np.clip(centre[0] - rng.integers(0, ch), 0, h - ch))
+        left = int(np.clip(centre[1] - rng.integers(0, cw), 0, w - cw))
     return image[top : top + ch, left : left + cw], mask[top : top + ch, left : left + cw]
 
 
@@ -124,11 +168,13 @@ def affine_crop(
     angle: float,
     zoom: float,
     rng: np.random.Generator,
+    centre: tuple[int, int] | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sample an ``out_shape`` window rotated by ``angle`` degrees and magnified by ``zoom``.
 
-    The window centre is drawn so the rotated window stays inside the image where it fits;
-    outside the image both arrays are mirrored, consistently.
+    The window centre is drawn so the rotated window stays inside the image where it fits (near
+    ``centre`` when given: within the middle half of the window); outside the image both arrays
+    are mirrored, consistently.
     """
     h, w = image.shape
     oh, ow = out_shape
@@ -137,8 +183,11 @@ def affine_crop(
     matrix = np.array([[cos, -sin], [sin, cos]])  # output (row, col) offset -> input offset
     half_h = 0.5 * (abs(cos) * (oh - 1) + abs(sin) * (ow - 1))
     half_w = 0.5 * (abs(sin) * (oh - 1) + abs(cos) * (ow - 1))
-    cy = _centre(h, half_h, rng)
-    cx = _centre(w, half_w, rng)
+    if centre is None:
+        cy, cx = _centre(h, half_h, rng), _centre(w, half_w, rng)
+    else:
+        cy = float(np.clip(centre[0] + rng.uniform(-0.25, 0.25) * oh / zoom, half_h, max(half_h, h - 1 - half_h)))
+        cx = float(np.clip(centre[1] + rng.uniform(-0.25, 0.25) * ow / zoom, half_w, max(half_w, w - 1 - half_w)))
     out_centre = np.array([(oh - 1) / 2.0, (ow - 1) / 2.0])
     offset = np.array([cy, cx]) - matrix @ out_centre
     img = ndimage.affine_transform(

@@ -66,6 +66,9 @@ class AugmentConfig(_Strict):
     """Maximum relative contrast change."""
     noise: float = Field(0.0, ge=0, le=1)
     """Standard deviation of added Gaussian noise as a fraction of the dtype range; 0 = off."""
+    foreground: float = Field(0.33, ge=0, le=1)
+    """Share of training crops centred on a pixel of a foreground class present in the image, the
+    class drawn uniformly (rare classes are seen as often as common ones); the rest are uniform."""
 
     @model_validator(mode="before")
     @classmethod
