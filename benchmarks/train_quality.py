@@ -37,6 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--encoder", default="resnet18")
+    p.add_argument("--foreground", type=float, default=None,
+                   help="share of foreground-centred crops (default: the config's default)")
     p.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice)")
     p.add_argument("--workers", type=int, default=0, help="data-loader worker processes")
     p.add_argument("--target", type=float, default=TARGET_IOU)
@@ -76,6 +78,7 @@ def train_model(args: argparse.Namespace, train_dir: Path, run_dir: Path) -> tup
             "lr": args.lr,
             "crop_size": args.crop,
             "loss": {"ce": 1.0, "dice": 1.0},
+            **({"augment": {"foreground": args.foreground}} if args.foreground is not None else {}),
             "scheduler": "cosine",
             "device": "cpu",
             "num_workers": args.workers,
@@ -139,7 +142,8 @@ def main(argv: list[str] | None = None) -> int:
           f"torch {torch.__version__} with {torch.get_num_threads()} threads")
     print(f"data: {args.train} train / {args.test} test synthetic scenes, {size[0]}x{size[1]}")
     print(f"model: U-Net {args.encoder} (random init), {args.epochs} epochs, crops {args.crop}, "
-          f"batch {args.batch_size}, lr {args.lr}")
+          f"batch {args.batch_size}, lr {args.lr}"
+          + (f", foreground crops {args.foreground}" if args.foreground is not None else ""))
     with tempfile.TemporaryDirectory(prefix="train_quality_") as tmp:
         root = args.out or Path(tmp)
         t0 = time.perf_counter()
