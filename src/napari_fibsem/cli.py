@@ -229,6 +229,24 @@ def export_onnx_command(
         _fail(str(e))
 
 
+class _ImageBar:
+    """A tqdm bar fed by core ``on_progress(done, total)`` callbacks; created on the first call."""
+
+    def __init__(self) -> None:
+        self._bar = None
+
+    def update(self, done: int, total: int) -> None:
+        if self._bar is None:
+            from tqdm import tqdm
+
+            self._bar = tqdm(total=total, unit="image", dynamic_ncols=True)
+        self._bar.update(done - self._bar.n)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+
+
 @app.command("import-dataset")
 def import_dataset_command(
     source: Annotated[Path, typer.Argument(help="Local copy of a HuggingFace dataset (root, hub-cache folder or one .parquet file).")],
@@ -238,25 +256,17 @@ def import_dataset_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous import in --out.")] = False,
 ) -> None:
     """Import the AutoLamella dataset's parquet shards (HuggingFace layout) as dataset folders."""
-    from tqdm import tqdm
-
     from napari_fibsem.core.import_dataset import ImportDatasetError, import_dataset
 
-    bar = None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="image", dynamic_ncols=True)
-        bar.update(done - bar.n)
+    bar = _ImageBar()
+    on_progress = bar.update
 
     try:
         summary = import_dataset(source, out, configs=config, splits=split, overwrite=overwrite, on_progress=on_progress)
     except (ImportDatasetError, ImportError, OSError) as e:
         _fail(str(e))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     typer.echo(summary)
 
 
@@ -272,19 +282,12 @@ def predict(
     probs: Annotated[Path | None, typer.Option("--probs", help="Also save float32 class probabilities (C x H x W TIFFs) here.")] = None,
 ) -> None:
     """Predict label masks for TIFF images: uint8 class-index TIFFs, written atomically."""
-    from tqdm import tqdm
-
     from napari_fibsem.core.inference import predict_folder
     from napari_fibsem.core.models import ModelLoadError, load_model
 
     options = {"batch_size": batch_size} if tile_size is None else {"batch_size": batch_size, "tile_size": tile_size}
-    bar = None
-
-    def on_progress(done: int, total: int) -> None:
-        nonlocal bar
-        if bar is None:
-            bar = tqdm(total=total, unit="image", dynamic_ncols=True)
-        bar.update(done - bar.n)
+    bar = _ImageBar()
+    on_progress = bar.update
 
     try:
         net = load_model(model, device=device, **options)
@@ -292,8 +295,7 @@ def predict(
     except (ModelLoadError, ImportError, ValueError, OSError, RuntimeError) as e:
         _fail(str(e))
     finally:
-        if bar is not None:
-            bar.close()
+        bar.close()
     for path in summary.skipped:
         typer.echo(f"skipped (labels exist): {path}")
     for path, reason in summary.failed:
