@@ -31,3 +31,12 @@ def test_train_quality_quick(tmp_path, capsys, monkeypatch):
     ious = re.search(r"test IoU per class: (.*)", out).group(1)
     values = [float(v) for v in re.findall(r" ([0-9.]+)(?:,|$)", ious)]
     assert values and all(0 <= v <= 1 for v in values)
+
+
+def test_detection_quick(capsys, monkeypatch):
+    bench = _load("detection", monkeypatch)
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"detect_features \(all catalogue features\): [0-9.]+ ms per mask", out), out
+    hits, total = map(int, re.search(r"within 2 px: (\d+)/(\d+)", out).groups())
+    assert total > 10 and hits == total

@@ -22,7 +22,7 @@ def run(*args, ok=True):
 
 def test_every_command_has_help():
     main = run("--help").stdout
-    commands = ["synth", "check", "view", "demo", "version", "import-dataset", "predict"]
+    commands = ["synth", "check", "view", "demo", "version", "import-dataset", "predict", "objects", "detect", "evaluate"]
     for c in commands:
         assert c in main
         assert "Usage" in run(c, "--help").stdout
@@ -74,3 +74,26 @@ def test_examples_run(tmp_path, example):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert out.returncode == 0, out.stdout + out.stderr
     assert "wrote" in out.stdout and len(list((tmp_path / "ex").glob("*.tif"))) in (3, 4)
+
+
+def test_detect_from_masks_then_evaluate(tmp_path):
+    run("synth", "--out", str(tmp_path / "ds"), "--n", "2", "--size", "96x128", "--seed", "3")
+    out = run("detect", str(tmp_path / "ds"), "--masks", str(tmp_path / "ds" / "labels"),
+              "--out", str(tmp_path / "det.csv"), "--draw", str(tmp_path / "pics"))  # fmt: skip
+    assert "in 2 image(s)" in out.stdout and (tmp_path / "pics" / "synthetic_0000.png").exists()
+    from napari_fibsem.core.keypoints import read_keypoints
+
+    truth = {(p.filename, p.feature): (p.x, p.y) for p in read_keypoints(tmp_path / "ds" / "keypoints.csv")}
+    found = {(p.filename, p.feature): (p.x, p.y) for p in read_keypoints(tmp_path / "det.csv")}
+    assert set(truth) <= set(found)
+    assert all(abs(found[k][0] - v[0]) <= 2 and abs(found[k][1] - v[1]) <= 2 for k, v in truth.items())
+    (tmp_path / "eval.yaml").write_text(
+        "data_path: ds/keypoints.csv\nimages_path: ds\nsave_path: out\ncheckpoints: [ds/labels]\n"
+        "thresholds: [5]\n"
+    )
+    out = run("evaluate", "--config", str(tmp_path / "eval.yaml"))
+    assert "100.0%" in out.stdout and (tmp_path / "out" / "report.html").exists()
+    bad = run("evaluate", "--config", str(tmp_path / "missing.yaml"), ok=False)
+    assert "missing.yaml" in bad.stderr and "cannot read" in bad.stderr
+    bad = run("detect", str(tmp_path / "ds"), ok=False)
+    assert "either --model or --masks" in bad.stderr

@@ -305,6 +305,36 @@ def predict(
         raise typer.Exit(code=1)
 
 
+@app.command()
+def objects(
+    folder: Annotated[Path, typer.Argument(help="Dataset folder: images with labels/ inside.")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="COCO JSON to write (default: FOLDER/objects_coco.json).")] = None,
+    csv: Annotated[Path | None, typer.Option("--csv", help="Per-object CSV to write (default: FOLDER/objects.csv).")] = None,
+    min_size: Annotated[int, typer.Option(min=0, help="Drop objects smaller than this many pixels.")] = 64,
+    fmt: Annotated[str, typer.Option("--format", help="COCO segmentation: polygon (outer boundary, simplified) or rle (exact).")] = "polygon",
+    connectivity: Annotated[int, typer.Option(help="Pixels touching by an edge (4) or also by a corner (8) are one object.")] = 8,
+    classes: Annotated[Path | None, typer.Option(help="Class map YAML (default: the folder's classes.yaml or AutoLamella's).")] = None,
+) -> None:
+    """Instances, boxes and COCO JSON from a dataset folder's class masks (one object per connected region)."""
+    from napari_fibsem.core.classes import ClassMap
+    from napari_fibsem.core.objects import write_objects
+
+    if fmt not in ("polygon", "rle"):
+        raise typer.BadParameter(f"--format must be polygon or rle, got {fmt!r}")
+    if connectivity not in (4, 8):
+        raise typer.BadParameter(f"--connectivity must be 4 or 8, got {connectivity}")
+    bar = _ImageBar()
+    try:
+        class_map = ClassMap.load(classes) if classes else None
+        summary = write_objects(folder, out, csv, class_map=class_map, min_size=min_size, connectivity=connectivity,
+                                segmentation=fmt, on_progress=bar.update)  # fmt: skip
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    finally:
+        bar.close()
+    typer.echo(summary)
+
+
 @app.command("to-nnunet")
 def to_nnunet_command(
     folders: Annotated[list[Path], typer.Argument(help="Dataset folder(s): images with labels/ inside.")],
@@ -341,6 +371,91 @@ def to_nnunet_command(
         f"nnUNetv2_plan_and_preprocess -d {dataset_id} -c 2d && nnUNetv2_train {dataset_id} 2d {fold}; "
         "the trainer folder under nnUNet_results loads with load_model()"
     )
+
+
+@app.command()
+def detect(
+    images: Annotated[list[Path], typer.Argument(help="Image folder(s) and/or TIFF files.")],
+    model: Annotated[Path | None, typer.Option("--model", "-m", help="Checkpoint to segment with (any format load_model reads).")] = None,
+    masks: Annotated[Path | None, typer.Option("--masks", help="Instead of a model: folder of label TIFFs named like the images.")] = None,
+    out: Annotated[Path, typer.Option("--out", "-o", help="Keypoints CSV to write.")] = Path("detections.csv"),
+    feature: Annotated[list[str] | None, typer.Option("--feature", "-f", help="Feature to locate (repeat; default all).")] = None,
+    pixel_size: Annotated[float | None, typer.Option(help="Metres per pixel for images whose metadata has none.")] = None,
+    min_size: Annotated[int | None, typer.Option(min=0, help="Ignore objects smaller than this (px; default 1e-4 of the image).")] = None,
+    draw: Annotated[Path | None, typer.Option("--draw", help="Also save a PNG per image with the points drawn here.")] = None,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when available).")] = None,
+) -> None:
+    """Locate features (NeedleTip, LamellaCentre, ...) and write them as a keypoints CSV."""
+    from napari_fibsem.core.detection.batch import detect_images
+    from napari_fibsem.core.detection.catalogue import get_feature
+    from napari_fibsem.core.inference import collect_images
+    from napari_fibsem.core.keypoints import write_keypoints
+    from napari_fibsem.core.models import ModelLoadError, load_model
+
+    if (model is None) == (masks is None):
+        _fail("give either --model or --masks")
+    bar = _ImageBar()
+    try:
+        for f in feature or []:
+            get_feature(f)
+        paths = collect_images(images)
+        net = load_model(model, device=device) if model is not None else None
+        summary = detect_images(paths, net, masks, feature or None, pixel_size, min_size, draw, bar.update)
+    except (KeyError, ModelLoadError, ImportError, ValueError, OSError) as e:
+        _fail(str(e).strip("'\""))
+    finally:
+        bar.close()
+    for path, reason in summary.failed:
+        typer.secho(f"failed: {path}: {reason}", fg=typer.colors.RED, err=True)
+    write_keypoints(out, summary.points)
+    typer.echo(f"{summary}; wrote {out}")
+    if summary.failed:
+        raise typer.Exit(code=1)
+
+
+@app.command()
+def evaluate(
+    config: Annotated[Path, typer.Option("--config", "-c", help="Evaluation YAML (data_path, images_path, save_path, checkpoints, thresholds ...).")],
+) -> None:
+    """Compare checkpoints on labelled keypoints: eval.csv, accuracy.csv, plots and a report."""
+    from napari_fibsem.core.evaluation import load_eval_config, run_evaluation
+    from napari_fibsem.core.models import ModelLoadError
+    from napari_fibsem.core.training.config import ConfigError
+
+    bar = _ImageBar()
+    try:
+        cfg = load_eval_config(config)
+        result = run_evaluation(cfg, on_progress=bar.update)
+    except (ConfigError, ModelLoadError, ImportError, ValueError, OSError) as e:
+        _fail(str(e))
+    finally:
+        bar.close()
+    from napari_fibsem.core._evaluation_report import tables
+
+    title, head, body = tables(result)[0]
+    widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
+    typer.echo("  ".join(h.ljust(w) for h, w in zip(head, widths)))
+    for row in body:
+        typer.echo("  ".join(c.ljust(w) for c, w in zip(row, widths)))
+    typer.echo(f"wrote {', '.join(p.name for p in result.files.values())} to {cfg.save_path}")
+    shown = ([result.files[k] for k in ("scatter", "histogram", "accuracy_plot") if k in result.files]
+             if cfg.show_eval_plot else []) + (result.det_plots if cfg.show_det_plot else [])  # fmt: skip
+    if shown:
+        _show_pictures(shown)
+
+
+def _show_pictures(paths: list[Path]) -> None:
+    """Open saved PNGs in matplotlib windows (the config's show_* keys); skipped without a display."""
+    if not _has_display():
+        typer.echo(f"no display: not showing {len(paths)} picture(s); they are saved in {paths[0].parent}")
+        return
+    import matplotlib.pyplot as plt
+
+    for p in paths:
+        fig = plt.figure(p.name)
+        fig.add_subplot().imshow(plt.imread(p))
+        fig.axes[0].set_axis_off()
+    plt.show()
 
 
 @app.command()

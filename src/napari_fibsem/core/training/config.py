@@ -30,11 +30,11 @@ _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
 class ConfigError(ValueError):
     """A training config cannot be used; ``problems`` lists one line per bad key."""
 
-    def __init__(self, source: str | Path, problems: list[str]) -> None:
+    def __init__(self, source: str | Path, problems: list[str], what: str = "training config") -> None:
         self.source = str(source)
         self.problems = list(problems)
         lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{self.source}: {len(self.problems)} problem(s) in the training config:\n{lines}")
+        super().__init__(f"{self.source}: {len(self.problems)} problem(s) in the {what}:\n{lines}")
 
 
 class _Strict(BaseModel):

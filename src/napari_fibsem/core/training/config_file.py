@@ -25,15 +25,19 @@ _OPENFIBSEM_SECTIONS = {"labelling", "inference"}  # other sections of OpenFIBSE
 def load_config(path: str | Path) -> TrainingConfig:
     """Read a training YAML in either layout; every problem is reported in one :class:`ConfigError`."""
     path = Path(path)
+    return parse_config(read_yaml(path), source=path)
+
+
+def read_yaml(path: Path, what: str = "training config") -> Any:
+    """The YAML document in ``path``; unreadable files and syntax errors become a :class:`ConfigError`."""
     try:
-        data = yaml.safe_load(path.read_text())
+        return yaml.safe_load(path.read_text())
     except OSError as e:
-        raise ConfigError(path, [f"cannot read the file ({e.strerror or e})"]) from None
+        raise ConfigError(path, [f"cannot read the file ({e.strerror or e})"], what) from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        raise ConfigError(path, [f"not valid YAML{where}: {getattr(e, 'problem', None) or e}"]) from None
-    return parse_config(data, source=path)
+        raise ConfigError(path, [f"not valid YAML{where}: {getattr(e, 'problem', None) or e}"], what) from None
 
 
 def parse_config(data: Any, source: str | Path = "<config>") -> TrainingConfig:
@@ -48,7 +52,7 @@ def parse_config(data: Any, source: str | Path = "<config>") -> TrainingConfig:
     try:
         config = TrainingConfig.model_validate(dict(data))
     except ValidationError as e:
-        problems = _describe_all(e.errors(), names) + problems
+        problems = describe_errors(e.errors(), names) + problems
         raise ConfigError(source, problems) from None
     if problems:
         raise ConfigError(source, problems)
@@ -118,18 +122,20 @@ def _path_problems(data: Mapping[str, Any], names: Mapping[str, str]) -> list[st
     return problems
 
 
-def _describe_all(errors: list[Mapping[str, Any]], names: Mapping[str, str]) -> list[str]:
-    """One line per bad key (pydantic reports one error per union branch; those are merged)."""
+def describe_errors(
+    errors: list[Mapping[str, Any]], names: Mapping[str, str], model: type[BaseModel] = TrainingConfig
+) -> list[str]:
+    """One line per bad key of ``model`` (pydantic reports one error per union branch; those are merged)."""
     lines: dict[str, list[str]] = {}
     inputs: dict[str, Any] = {}
     for err in errors:
         kind = err.get("type", "")
-        key = _key_path(list(err.get("loc", ())), extra=kind == "extra_forbidden")
+        key = _key_path(list(err.get("loc", ())), kind == "extra_forbidden", model)
         top = key.split(".")[0].split("[")[0]
         if top in names:
             key = names[top] + key[len(top) :]
         if kind == "extra_forbidden":
-            msg = f"unknown key{_suggest(list(err.get('loc', ())))}"
+            msg = f"unknown key{_suggest(list(err.get('loc', ())), model)}"
         elif kind == "missing":
             msg = "required key is missing"
         else:
@@ -149,11 +155,11 @@ def _describe_all(errors: list[Mapping[str, Any]], names: Mapping[str, str]) -> 
     return out
 
 
-def _key_path(loc: list[Any], extra: bool) -> str:
+def _key_path(loc: list[Any], extra: bool, root: type[BaseModel]) -> str:
     """``('augment', 'rotate')`` -> ``augment.rotate``, ``('data_paths', 1)`` -> ``data_paths[1]``;
     pydantic's union-branch entries (``'bool'``, ``"literal['auto']"``) are dropped."""
     out = ""
-    model: type[BaseModel] | None = TrainingConfig
+    model: type[BaseModel] | None = root
     for i, part in enumerate(loc):
         if isinstance(part, int):
             out += f"[{part}]"
@@ -166,9 +172,9 @@ def _key_path(loc: list[Any], extra: bool) -> str:
     return out
 
 
-def _suggest(loc: list[Any]) -> str:
+def _suggest(loc: list[Any], root: type[BaseModel]) -> str:
     name = str(loc[-1])
-    model: type[BaseModel] = TrainingConfig
+    model: type[BaseModel] = root
     for part in loc[:-1]:
         field = model.model_fields.get(str(part))
         ann = getattr(field, "annotation", None)
