@@ -1,0 +1,92 @@
+"""Keypoint labelling state for a folder of images: one point per feature per image, in a CSV.
+
+The keypoint widget is a view over this class; everything it changes goes through here and is
+written at once (atomically), so a crash loses at most the change being made. Rows for images that
+are not in the folder, and free columns, are kept untouched. OpenFIBSEM CSVs (``px.x``, names
+without ``.tif``) are read; the file is written back with our column names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+from pathlib import Path
+
+from napari_fibsem.core.imageio import list_tiffs
+from napari_fibsem.core.keypoints import Keypoint, read_keypoints, write_keypoints
+
+MANUAL = "manual"
+
+
+class KeypointLabels:
+    """Points of every image in ``folder``, backed by ``csv_path`` (default ``folder/keypoints.csv``)."""
+
+    def __init__(self, folder: str | Path, csv_path: str | Path | None = None) -> None:
+        self.folder = Path(folder)
+        if not self.folder.is_dir():
+            raise NotADirectoryError(f"{self.folder}: not a folder of images")
+        self.images = list_tiffs(self.folder)
+        if not self.images:
+            raise ValueError(f"{self.folder}: no TIFF images found")
+        self.csv_path = Path(csv_path) if csv_path is not None else self.folder / "keypoints.csv"
+        names = {p.name for p in self.images}
+        by_stem = {p.stem: p.name for p in self.images}
+        rows = read_keypoints(self.csv_path) if self.csv_path.exists() else []
+        self._rows = [r if r.filename in names else replace(r, filename=by_stem.get(r.filename, r.filename)) for r in rows]
+        if not self.csv_path.exists():
+            self.save()  # created empty (header only), so the person sees where points will go
+
+    # -- reading ---------------------------------------------------------------------------------
+    def points(self, image: str) -> dict[str, Keypoint]:
+        """Feature -> point for one image (the last row wins if a CSV repeats a feature)."""
+        return {r.feature: r for r in self._rows if r.filename == image}
+
+    def count(self, image: str) -> int:
+        return len(self.points(image))
+
+    @property
+    def rows(self) -> list[Keypoint]:
+        return list(self._rows)
+
+    # -- changing (each saves) -------------------------------------------------------------------
+    def set_points(
+        self,
+        image: str,
+        points: Mapping[str, tuple[float, float]],
+        pixel_size: float | None = None,
+        source: str = MANUAL,
+    ) -> bool:
+        """Make ``points`` (feature -> (x, y)) the image's points; saves and returns True if anything changed.
+
+        A point that moves keeps its source and is marked ``corrected`` when a model proposed it;
+        a new point gets ``source``; features missing from ``points`` are deleted.
+        """
+        old = self.points(image)
+        new: dict[str, Keypoint] = {}
+        for feature, (x, y) in points.items():
+            prev = old.get(feature)
+            if prev is None:
+                new[feature] = Keypoint(image, feature, float(x), float(y), pixel_size, False, source)
+            elif (prev.x, prev.y) == (float(x), float(y)):
+                new[feature] = prev
+            else:
+                moved_model_point = prev.source not in ("", MANUAL)
+                new[feature] = replace(prev, x=float(x), y=float(y), corrected=prev.corrected or moved_model_point)
+        if new == old:
+            return False
+        others = [r for r in self._rows if r.filename != image]
+        self._rows = others + list(new.values())
+        self.save()
+        return True
+
+    def set_point(self, image: str, feature: str, x: float, y: float, pixel_size: float | None = None,
+                  source: str = MANUAL) -> bool:  # fmt: skip
+        current = {f: (p.x, p.y) for f, p in self.points(image).items()}
+        return self.set_points(image, {**current, feature: (x, y)}, pixel_size, source)
+
+    def delete_point(self, image: str, feature: str) -> bool:
+        current = {f: (p.x, p.y) for f, p in self.points(image).items() if f != feature}
+        return self.set_points(image, current)
+
+    def save(self) -> Path:
+        return write_keypoints(self.csv_path, self._rows)

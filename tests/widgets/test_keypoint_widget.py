@@ -1,0 +1,148 @@
+"""The keypoint labelling widget on a real viewer: add, drag, delete, navigate, reload, pre-fill."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_fibsem.core.keypoints import read_keypoints
+from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.widgets.keypoints import POINTS_LAYER, KeypointWidget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    ds = tmp_path / "ds"
+    write_dataset(ds, n=3, size=(96, 144), seed=5)
+    (ds / "keypoints.csv").unlink()  # start unlabelled: the widget creates the CSV
+    return ds
+
+
+@pytest.fixture
+def widget(make_napari_viewer, folder) -> KeypointWidget:
+    viewer = make_napari_viewer()
+    w = KeypointWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Keypoints")
+    w.open_folder(folder)
+    return w
+
+
+def _csv(folder):
+    return {(p.filename, p.feature): p for p in read_keypoints(folder / "keypoints.csv")}
+
+
+def test_add_drag_delete_navigate_and_reload(widget, folder, qtbot, make_napari_viewer, tmp_path):
+    assert (folder / "keypoints.csv").read_text().startswith("filename,feature,x,y")
+    layer = widget.viewer.layers[POINTS_LAYER]
+    widget.feature.setCurrentText("LamellaCentre")
+    layer.add([40.0, 70.0])  # (row, col)
+    qtbot.waitUntil(lambda: ("synthetic_0000.tif", "LamellaCentre") in _csv(folder), timeout=3000)
+    widget.feature.setCurrentText("NeedleTip")
+    layer.add([20.0, 10.0])
+    qtbot.waitUntil(lambda: ("synthetic_0000.tif", "NeedleTip") in _csv(folder), timeout=3000)
+    p = _csv(folder)["synthetic_0000.tif", "LamellaCentre"]
+    assert (p.x, p.y, p.source) == (70.0, 40.0, "manual")
+
+    # a second NeedleTip replaces the first: one point per feature per image
+    layer.add([25.0, 12.0])
+    qtbot.waitUntil(lambda: _csv(folder)["synthetic_0000.tif", "NeedleTip"].x == 12.0, timeout=3000)
+    qtbot.waitUntil(lambda: len(layer.data) == 2, timeout=3000)
+
+    # drag the lamella point (what napari does on a mouse drag), settles, then saved
+    i = list(layer.features["feature"]).index("LamellaCentre")
+    layer.selected_data = {i}
+    layer._move({i}, [41.0, 71.0])  # grab 1 px off the point's centre (40, 70) ...
+    layer._move({i}, [46.0, 81.0])  # ... and drag by (5, 10): the point goes to (45, 80)
+    layer._drag_start = None
+    qtbot.waitUntil(lambda: _csv(folder)["synthetic_0000.tif", "LamellaCentre"].x == 80.0, timeout=3000)
+
+    # delete the needle tip
+    j = list(layer.features["feature"]).index("NeedleTip")
+    layer.selected_data = {j}
+    layer.remove_selected()
+    qtbot.waitUntil(lambda: ("synthetic_0000.tif", "NeedleTip") not in _csv(folder), timeout=3000)
+
+    # next image: empty layer; a point there; back: the first image's point is shown again
+    widget.next_image()
+    assert len(layer.data) == 0 and widget.current_name == "synthetic_0001.tif"
+    widget.feature.setCurrentText("LandingPost")
+    layer.add([10.0, 100.0])
+    qtbot.waitUntil(lambda: ("synthetic_0001.tif", "LandingPost") in _csv(folder), timeout=3000)
+    widget.previous_image()
+    assert list(layer.features["feature"]) == ["LamellaCentre"]
+    assert layer.data.tolist() == [[45.0, 80.0]]
+    assert widget.image_list.item(1).text().startswith("✓")
+
+    # a fresh viewer and widget on the same folder shows the saved points
+    viewer2 = make_napari_viewer()
+    w2 = KeypointWidget(viewer2)
+    w2.open_folder(folder)
+    assert w2.viewer.layers[POINTS_LAYER].data.tolist() == [[45.0, 80.0]]
+    w2.show_image(1)
+    assert list(w2.viewer.layers[POINTS_LAYER].features["feature"]) == ["LandingPost"]
+
+    widget.viewer.window._qt_window.resize(1200, 800)
+    widget.viewer.screenshot(canvas_only=False)
+    shot = widget.viewer.screenshot(canvas_only=False)
+    from PIL import Image
+
+    Image.fromarray(shot).save(tmp_path / "keypoint_widget.png")
+    assert shot.std() > 0
+
+
+def test_prefill_from_labels_then_correct(widget, folder, qtbot):
+    truth = {k: v for k, v in _reference(folder).items() if k[0] == "synthetic_0000.tif"}
+    added = widget.prefill_from_labels()
+    saved = _csv(folder)
+    placed = {f for (name, f) in saved if name == "synthetic_0000.tif"}
+    expected = {f for (_, f) in truth} - {"ImageCentre"}
+    # every feature of the scene (not ImageCentre), plus the two the generator does not label
+    assert expected <= placed and placed - expected <= {"NeedleTipBottom", "CoreFeature"}
+    assert added == len(placed)
+    for (name, feature), (x, y) in truth.items():
+        if feature != "ImageCentre":
+            assert np.hypot(saved[name, feature].x - x, saved[name, feature].y - y) <= 2
+            assert saved[name, feature].source == "labels" and not saved[name, feature].corrected
+    layer = widget.viewer.layers[POINTS_LAYER]
+    i = list(layer.features["feature"]).index("LamellaCentre")
+    layer.selected_data = {i}
+    layer._move({i}, list(layer.data[i] + [0.0, 0.0]))
+    layer._move({i}, list(layer.data[i] + [3.0, 4.0]))
+    widget.commit()
+    moved = _csv(folder)["synthetic_0000.tif", "LamellaCentre"]
+    assert moved.corrected and moved.source == "labels"
+    assert widget.prefill_from_labels() == 0  # nothing placed twice
+
+
+def test_prefill_from_a_model_runs_in_a_worker(widget, folder, qtbot, tmp_path):
+    from napari_fibsem.widgets._llvm_guard import preload_triton
+
+    preload_triton()  # the viewer's software GL is loaded: see _llvm_guard
+    from napari_fibsem.core.models import create_model, save_bundle
+
+    model = create_model("Unet", "resnet18", device="cpu", encoder_depth=3, decoder_channels=(32, 16, 8))
+    save_bundle(tmp_path / "random.pt", model)
+    widget.prefill_from_model(tmp_path / "random.pt")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    assert "pre-filled" in widget.status.text()
+    rows = [p for p in read_keypoints(folder / "keypoints.csv") if p.filename == "synthetic_0000.tif"]
+    assert all(p.source == "random" for p in rows)
+    widget.prefill_from_model(tmp_path / "missing.pt")
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=30_000)
+    assert "pre-fill failed" in widget.status.text() and "missing.pt" in widget.status.text()
+
+
+def _reference(folder):
+    # the dataset writer's keypoints, regenerated from the same seed (the CSV was deleted)
+    from napari_fibsem.core.synthetic import generate_scene
+    from napari_fibsem.core.synthetic_dataset import scene_configs
+
+    out = {}
+    for i, (seed, cfg) in enumerate(scene_configs(3, (96, 144), 5)):
+        for feature, xy in generate_scene(seed, cfg).keypoints.items():
+            out[f"synthetic_{i:04d}.tif", feature] = xy
+    return out
