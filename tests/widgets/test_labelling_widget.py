@@ -1,0 +1,127 @@
+"""The segmentation labelling widget on a real viewer: paint, navigate (autosave), reopen, proposals."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from napari_fibsem.core.imageio import read_labels
+from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.widgets.labelling import LABELS_LAYER, PROPOSAL_LAYER, LabellingWidget
+
+pytestmark = pytest.mark.gui
+
+
+@pytest.fixture
+def folder(tmp_path) -> Path:
+    ds = tmp_path / "ds"
+    write_dataset(ds, n=3, size=(96, 144), seed=7)
+    for name in ("synthetic_0000.tif", "synthetic_0002.tif"):
+        (ds / "labels" / name).unlink()  # two unlabelled images, one labelled
+    return ds
+
+
+@pytest.fixture
+def widget(make_napari_viewer, folder) -> LabellingWidget:
+    viewer = make_napari_viewer()
+    w = LabellingWidget(viewer)
+    viewer.window.add_dock_widget(w, name="Labelling")
+    w.open_folder(folder)
+    return w
+
+
+def test_paint_navigate_autosave_and_reopen(widget, folder, make_napari_viewer, tmp_path):
+    from napari.utils.key_bindings import coerce_keybinding
+
+    layer = widget.viewer.layers[LABELS_LAYER]
+    label0 = folder / "labels" / "synthetic_0000.tif"
+    assert not label0.exists() and widget.image_list.item(0).text().startswith("·")
+    # key 3 picks class 3 (landing_post) on the labels layer
+    layer.keymap[coerce_keybinding("3")](layer)
+    assert layer.selected_label == 3 and widget.palette.currentRow() == 3
+    layer.brush_size = 9
+    layer.paint((40, 60), layer.selected_label)
+    widget.next_image()  # autosave on navigation
+    saved = read_labels(label0)
+    assert saved.dtype == np.uint8 and set(np.unique(saved)) == {0, 3}
+    assert abs(int((saved == 3).sum()) - 69) < 20  # a 9 px brush dab
+    assert widget.image_list.item(0).text().startswith("✓")
+
+    # the labelled image shows its labels; leaving it unchanged does not rewrite the file
+    label1 = folder / "labels" / "synthetic_0001.tif"
+    mtime = label1.stat().st_mtime_ns
+    assert np.array_equal(layer.data, read_labels(label1))
+    widget.next_image()
+    assert label1.stat().st_mtime_ns == mtime
+    # an unlabelled image visited and left untouched stays unlabelled
+    widget.previous_image()
+    assert not (folder / "labels" / "synthetic_0002.tif").exists()
+
+    # undo does not reach back into another image
+    widget.show_image(0)
+    layer.paint((10, 10), 1)
+    layer.undo()
+    assert np.array_equal(layer.data, saved)
+
+    viewer2 = make_napari_viewer()
+    w2 = LabellingWidget(viewer2)
+    w2.open_folder(folder)
+    assert np.array_equal(viewer2.layers[LABELS_LAYER].data, saved)
+
+    widget.viewer.window._qt_window.resize(1200, 800)
+    widget.viewer.screenshot(canvas_only=False)
+    from PIL import Image
+
+    Image.fromarray(widget.viewer.screenshot(canvas_only=False)).save(tmp_path / "labelling_widget.png")
+
+
+@pytest.fixture
+def random_model(tmp_path):
+    from napari_fibsem.widgets._llvm_guard import preload_triton
+
+    preload_triton()  # the viewer's software GL is loaded: see _llvm_guard
+    from napari_fibsem.core.models import create_model, save_bundle
+
+    model = create_model("Unet", "resnet18", device="cpu", encoder_depth=3, decoder_channels=(32, 16, 8))
+    return save_bundle(tmp_path / "random.pt", model), model
+
+
+def test_proposal_writes_nothing_until_accepted(widget, folder, random_model, qtbot):
+    path, model = random_model
+    widget.set_checkpoint(path)
+    label0 = folder / "labels" / "synthetic_0000.tif"
+    layer = widget.viewer.layers[LABELS_LAYER]
+    layer.paint((10, 10), 5)  # the person painted something first
+    painted = np.asarray(layer.data).copy()
+    widget.propose_current()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    assert PROPOSAL_LAYER in widget.viewer.layers
+    expected = model.predict(widget.image.data).mask
+    assert np.array_equal(widget.viewer.layers[PROPOSAL_LAYER].data, expected)
+    assert not label0.exists() and np.array_equal(layer.data, painted)  # nothing written or changed yet
+    assert widget.accept_proposal("fill")
+    saved = read_labels(label0)
+    assert np.array_equal(saved, np.where(painted == 0, expected, painted))
+    assert PROPOSAL_LAYER not in widget.viewer.layers
+
+
+def test_proposals_for_all_unlabelled_never_touch_saved_labels(widget, folder, random_model, qtbot):
+    path, model = random_model
+    widget.set_checkpoint(path)
+    label1 = folder / "labels" / "synthetic_0001.tif"
+    before = label1.read_bytes()
+    widget.propose_all()
+    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    proposals = sorted(p.name for p in (folder / "proposals").iterdir())
+    assert proposals == ["synthetic_0000.tif", "synthetic_0002.tif"]
+    assert label1.read_bytes() == before
+    assert not (folder / "labels" / "synthetic_0000.tif").exists()
+    assert widget.image_list.item(2).text().startswith("◌")
+    assert PROPOSAL_LAYER in widget.viewer.layers  # the shown image (0) has one now
+    widget.discard_proposal()
+    assert not (folder / "proposals" / "synthetic_0000.tif").exists()
+    widget.show_image(2)
+    assert widget.proposal is not None and not os.path.exists(folder / "labels" / "synthetic_0002.tif")
