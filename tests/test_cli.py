@@ -97,3 +97,20 @@ def test_detect_from_masks_then_evaluate(tmp_path):
     assert "missing.yaml" in bad.stderr and "cannot read" in bad.stderr
     bad = run("detect", str(tmp_path / "ds"), ok=False)
     assert "either --model or --masks" in bad.stderr
+
+
+def test_events_extract(tmp_path):
+    import tifffile
+
+    from napari_fibsem.core.events.synthetic_movie import synthetic_movie
+
+    movie = synthetic_movie(2, frames=40, size=(96, 128), splits=2)
+    (tmp_path / "raw" / "d1").mkdir(parents=True)
+    tifffile.imwrite(tmp_path / "raw" / "d1" / "m.tif", movie.stack)
+    rows = ["index,axis-0,axis-1,axis-2"] + [f"{i},{p.frame},{p.y},{p.x}" for i, p in enumerate(movie.points)]
+    (tmp_path / "raw" / "d1" / "m.csv").write_text("\n".join(rows) + "\n")
+    out = run("events", "extract", str(tmp_path / "raw"), "--out", str(tmp_path / "ev"), "--size", "32", "--negatives", "1")
+    assert "2 event and 1 negative crops from 1 movie(s)" in out.stdout
+    assert len(list((tmp_path / "ev" / "d1").glob("*/event.yaml"))) == 3
+    bad = run("events", "extract", str(tmp_path / "nothing"), "--out", str(tmp_path / "ev2"), ok=False)
+    assert "not a folder" in bad.stderr

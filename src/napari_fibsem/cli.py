@@ -458,6 +458,32 @@ def _show_pictures(paths: list[Path]) -> None:
     plt.show()
 
 
+events_app = typer.Typer(help="Event pipeline: annotated movies -> event crops (-> catalogue, training, prediction).",
+                          no_args_is_help=True)  # fmt: skip
+app.add_typer(events_app, name="events")
+
+
+@events_app.command("extract")
+def events_extract(
+    parent: Annotated[Path, typer.Argument(help="Folder of dataset folders: stacks + napari point CSVs (+ db_manual.yaml).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Events root: <dataset>/<event id>/ folders are written here.")],
+    size: Annotated[int, typer.Option(min=8, help="Crop size in pixels (clamped to the image).")] = 256,
+    before: Annotated[int, typer.Option(min=0, help="Frames kept before an event's first annotated frame.")] = 2,
+    after: Annotated[int, typer.Option(min=0, help="Frames kept after its last annotated frame.")] = 2,
+    sigma: Annotated[float, typer.Option(min=0.1, help="Ground-truth Gaussian sigma in pixels.")] = 2.0,
+    negatives: Annotated[int, typer.Option(min=0, help="Negative crops per movie (auto_negatives).")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed for negative sampling.")] = 0,
+) -> None:
+    """Cut every annotated event (and negatives) into event folders with Gaussian ground truth."""
+    from napari_fibsem.core.events.ingest import ingest
+
+    try:
+        summary = ingest(parent, out, size, before, after, sigma, negatives, seed)
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    typer.echo(f"{summary}; wrote {out}")
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""
