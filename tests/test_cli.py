@@ -112,5 +112,10 @@ def test_events_extract(tmp_path):
     out = run("events", "extract", str(tmp_path / "raw"), "--out", str(tmp_path / "ev"), "--size", "32", "--negatives", "1")
     assert "2 event and 1 negative crops from 1 movie(s)" in out.stdout
     assert len(list((tmp_path / "ev" / "d1").glob("*/event.yaml"))) == 3
+    assert "indexed 3 event(s)" in run("events", "index", str(tmp_path / "ev")).stdout
+    out = run("events", "set", str(tmp_path / "ev"), "--out", str(tmp_path / "sets"), "--where", "label=event,negative")
+    assert "train 3, val 0, test 0" in out.stdout  # one movie: all its events in one split
+    bad = run("events", "set", str(tmp_path / "ev"), "--out", str(tmp_path / "sets"), "--where", "label:event", ok=False)
+    assert "expected key=value" in bad.stderr
     bad = run("events", "extract", str(tmp_path / "nothing"), "--out", str(tmp_path / "ev2"), ok=False)
     assert "not a folder" in bad.stderr

@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+import yaml
 
 app = typer.Typer(
     name="napari-fibsem",
@@ -482,6 +483,52 @@ def events_extract(
     except (ValueError, OSError) as e:
         _fail(str(e))
     typer.echo(f"{summary}; wrote {out}")
+
+
+@events_app.command("index")
+def events_index(root: Annotated[Path, typer.Argument(help="Events root written by `events extract`.")]) -> None:
+    """(Re)build the SQLite catalogue of an events root from its event.yaml files."""
+    from napari_fibsem.core.events.catalogue import Catalogue
+
+    try:
+        n = Catalogue(root).rebuild()
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    typer.echo(f"indexed {n} event(s) in {root / 'events.sqlite'}")
+
+
+@events_app.command("set")
+def events_set(
+    root: Annotated[Path, typer.Argument(help="Events root (indexed with `events index`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for training sets.")],
+    where: Annotated[list[str] | None, typer.Option("--where", help="key=value (repeat; value a,b = any of; key>=v, key<=v ranges).")] = None,
+    split: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.7,0.15,0.15",
+    seed: Annotated[int, typer.Option(help="Seed of the grouped split.")] = 0,
+) -> None:
+    """A training set from a query, split by source movie; the same query reuses its folder."""
+    from napari_fibsem.core.events.catalogue import Catalogue
+    from napari_fibsem.core.events.training_sets import read_set, training_set
+
+    query: dict = {}
+    try:
+        for item in where or []:
+            for op, bound in ((">=", "min"), ("<=", "max"), ("=", None)):
+                if op in item:
+                    key, value = (t.strip() for t in item.split(op, 1))
+                    parsed = yaml.safe_load(value) if bound else [yaml.safe_load(v) for v in value.split(",")]
+                    if bound:
+                        query.setdefault(key, {})[bound] = parsed
+                    else:
+                        query[key] = parsed[0] if len(parsed) == 1 else parsed
+                    break
+            else:
+                raise ValueError(f"--where {item!r}: expected key=value, key>=value or key<=value")
+        fractions = tuple(float(v) for v in split.split(","))
+        folder = training_set(Catalogue(root), query, out, fractions, seed)  # type: ignore[arg-type]
+    except (ValueError, OSError) as e:
+        _fail(str(e))
+    sizes = {k: len(v) for k, v in read_set(folder)["events"].items()}
+    typer.echo(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
 
 @app.command()

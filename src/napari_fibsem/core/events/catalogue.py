@@ -1,0 +1,140 @@
+"""Event catalogue: an index of event folders queryable by metadata; the YAML files stay the truth.
+
+SQLite by default (``events.sqlite`` beside the events, WAL mode, a fresh connection per call with
+a busy timeout), so several processes can read and write at once without a server. ``rebuild``
+re-indexes from the ``event.yaml`` files and is idempotent. Queries match on the event's own keys
+(``label``, ``source``, ``dataset``) and its metadata:
+
+- ``{cell_line: cos7}``: equality; a list in the record matches when it contains the value;
+- ``{cell_line: [cos7, hela]}``: any of these;
+- ``{fps: {min: 1, max: 10}}``, ``{date: {min: 2026-01-01}}``: inclusive ranges (dates as ISO text).
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+DB_NAME = "events.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    id TEXT PRIMARY KEY, dataset TEXT, label TEXT, source TEXT, folder TEXT, record TEXT
+)
+"""
+
+
+class CatalogueError(ValueError):
+    """A catalogue query or an event file is invalid; the message says which."""
+
+
+class Catalogue:
+    """The events under ``root`` (``<dataset>/<event id>/event.yaml``) and their SQLite index."""
+
+    def __init__(self, root: str | Path, db_path: str | Path | None = None) -> None:
+        self.root = Path(root)
+        self.db_path = Path(db_path) if db_path is not None else self.root / DB_NAME
+        self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        with self._connect() as db:
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(_SCHEMA)
+
+    @contextmanager
+    def _connect(self) -> Iterator[sqlite3.Connection]:
+        db = sqlite3.connect(self.db_path, timeout=30)
+        try:
+            with db:  # one transaction: committed on success, rolled back on error
+                yield db
+        finally:
+            db.close()
+
+    # -- writing --------------------------------------------------------------------------------
+    def _row(self, event_yaml: Path) -> tuple[str, str, str, str, str, str]:
+        try:
+            rec = yaml.safe_load(event_yaml.read_text())
+        except (OSError, yaml.YAMLError) as e:
+            raise CatalogueError(f"{event_yaml}: cannot read the event record ({e})") from None
+        if not isinstance(rec, Mapping) or "id" not in rec or "label" not in rec:
+            raise CatalogueError(f"{event_yaml}: not an event record (needs id and label)")
+        folder = event_yaml.parent
+        dataset = folder.parent.relative_to(self.root).as_posix() if self.root in folder.parents else folder.parent.name
+        rec = {**rec, "dataset": dataset}
+        return (str(rec["id"]), dataset, str(rec["label"]), str(rec.get("source", "")), str(folder),
+                json.dumps(rec, default=str))  # fmt: skip
+
+    def add(self, folders: list[Path]) -> int:
+        """Index (or re-index) these event folders."""
+        rows = [self._row(Path(f) / "event.yaml") for f in folders]
+        with self._connect() as db:
+            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    def rebuild(self) -> int:
+        """Re-index every ``event.yaml`` under the root and drop entries whose folder is gone."""
+        rows = [self._row(p) for p in sorted(self.root.glob("*/*/event.yaml"))]
+        with self._connect() as db:
+            db.execute("DELETE FROM events")
+            db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
+        return len(rows)
+
+    # -- reading --------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        with self._connect() as db:
+            return int(db.execute("SELECT COUNT(*) FROM events").fetchone()[0])
+
+    def find(self, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+        """Event records matching ``query`` (see the module docstring), sorted by id."""
+        query = dict(query or {})
+        _check_query(query)
+        with self._connect() as db:
+            rows = db.execute("SELECT folder, record FROM events ORDER BY id").fetchall()
+        out = []
+        for folder, text in rows:
+            rec = json.loads(text)
+            rec["folder"] = folder
+            if all(_matches(_lookup(rec, k), v) for k, v in query.items()):
+                out.append(rec)
+        return out
+
+
+def _lookup(rec: Mapping[str, Any], key: str) -> Any:
+    if key in ("id", "label", "source", "dataset"):
+        return rec.get(key)
+    meta = rec.get("metadata") or {}
+    if key in meta:
+        return meta[key]
+    return (meta.get("extra") or {}).get(key)
+
+
+def _check_query(query: Mapping[str, Any]) -> None:
+    for key, want in query.items():
+        if isinstance(want, Mapping) and (not want or set(want) - {"min", "max"}):
+            raise CatalogueError(f"query key {key!r}: a range is {{min: ..., max: ...}}, got {dict(want)}")
+
+
+def _matches(value: Any, want: Any) -> bool:
+    if isinstance(want, Mapping):
+        if value is None or isinstance(value, (list, dict)):
+            return False
+        lo, hi = want.get("min"), want.get("max")
+        try:
+            return (lo is None or _cmp(value) >= _cmp(lo)) and (hi is None or _cmp(value) <= _cmp(hi))
+        except TypeError:
+            return False
+    wants = want if isinstance(want, list) else [want]
+    values = value if isinstance(value, list) else [value]
+    return any(_cmp(v) == _cmp(w) for v in values for w in wants)
+
+
+def _cmp(v: Any) -> Any:
+    """Dates compare as ISO text, numbers as floats, the rest as text."""
+    if isinstance(v, bool) or v is None:
+        return str(v)
+    if isinstance(v, (int, float)):
+        return float(v)
+    return str(v)
