@@ -119,3 +119,22 @@ def test_events_extract(tmp_path):
     assert "expected key=value" in bad.stderr
     bad = run("events", "extract", str(tmp_path / "nothing"), "--out", str(tmp_path / "ev2"), ok=False)
     assert "not a folder" in bad.stderr
+
+
+def test_engine_summary_and_export(tmp_path):
+    from napari_fibsem.core.detection import detect_features
+    from napari_fibsem.core.engine import DataEngine
+    from napari_fibsem.core.imageio import FibsemImage, ImageMetadata
+    from napari_fibsem.core.synthetic import generate_scene
+
+    scene = generate_scene(0, size=(64, 96))
+    image = FibsemImage(scene.image, ImageMetadata(pixel_size=scene.pixel_size))
+    found = detect_features(image, mask=scene.mask, features=["LamellaCentre"], min_size=1)
+    engine = DataEngine(tmp_path / "eng")
+    engine.log(image, found)
+    engine.log(image, found, found.with_point("LamellaCentre", 1, 1))
+    out = run("engine", "summary", str(tmp_path / "eng")).stdout
+    assert "LamellaCentre" in out and "50.0%" in out
+    out = run("engine", "export", str(tmp_path / "eng"), "--out", str(tmp_path / "cur")).stdout
+    assert (tmp_path / "cur" / "test_keypoints.csv").exists() and len(list((tmp_path / "cur" / "train").glob("*.tif"))) == 1
+    assert "no detections.csv" in run("engine", "summary", str(tmp_path), ok=False).stderr

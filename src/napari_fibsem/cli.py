@@ -531,6 +531,38 @@ def events_set(
     typer.echo(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
 
 
+engine_app = typer.Typer(help="The data engine: detections and corrections logged during runs.", no_args_is_help=True)
+app.add_typer(engine_app, name="engine")
+
+
+@engine_app.command("summary")
+def engine_summary(root: Annotated[Path, typer.Argument(help="Data-engine root (holds detections.csv).")]) -> None:
+    """Correction rate per feature: how often a person had to move the model's point."""
+    from napari_fibsem.core.engine import DataEngine
+
+    if not (root / "detections.csv").is_file():
+        _fail(f"{root}: no detections.csv here")
+    rows = DataEngine(root).summary()
+    typer.echo(f"{'feature':<28}{'n':>6}{'found':>7}{'corrected':>11}{'rate':>8}{'median px':>11}")
+    for r in rows:
+        typer.echo(f"{r['feature']:<28}{r['n']:>6}{r['found']:>7}{r['corrected']:>11}"
+                   f"{100 * r['correction_rate']:>7.1f}%{r['median_correction_px']:>11.1f}")  # fmt: skip
+
+
+@engine_app.command("export")
+def engine_export(
+    root: Annotated[Path, typer.Argument(help="Data-engine root.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train/ (labelling folder) and test keypoints.")],
+) -> None:
+    """Corrected images -> a labelling folder (model masks as starting labels); the rest -> test keypoints."""
+    from napari_fibsem.core.engine import DataEngine
+
+    if not (root / "detections.csv").is_file():
+        _fail(f"{root}: no detections.csv here")
+    paths = DataEngine(root).export(out)
+    typer.echo(f"training candidates: {paths['train']}; test keypoints: {paths['test_keypoints']} (images in {paths['test']})")
+
+
 @app.command()
 def version() -> None:
     """Print the package version."""
