@@ -77,13 +77,20 @@ class DataEngine:
         checkpoint: str = "",
         step: str = "",
         beam: str | None = None,
+        corrected_mask: np.ndarray | None = None,
     ) -> str:
-        """Save the image and mask and append one row per feature; returns the image's file name."""
+        """Save the image and mask and append one row per feature; returns the image's file name.
+
+        ``corrected_mask`` (a person's edit of the model's mask) goes to ``corrected_masks/``, and
+        ``export`` prefers it as the starting label.
+        """
         now = datetime.now(timezone.utc)
         name = f"{now.strftime('%Y%m%dT%H%M%S%f')}_{step or 'detection'}.tif".replace(" ", "_")
         write_image(self.root / "images" / name, image.data, image.metadata)
         if detected.mask is not None:
             write_labels(self.root / "masks" / name, detected.mask)
+        if corrected_mask is not None:
+            write_labels(self.root / "corrected_masks" / name, np.asarray(corrected_mask, dtype=np.uint8))
         final = corrected or detected
         beam = beam or (image.metadata.beam_type or "")
         rows = []
@@ -161,13 +168,16 @@ class DataEngine:
         out = Path(out)
         rows = self.rows()
         corrected_images = {r["image"] for r in rows if r["corrected"] == "True"}
+        corrected_images |= {p.name for p in (self.root / "corrected_masks").glob("*.tif")}
         train, test = out / "train", out / "test"
         for folder in (train / "labels", test):
             folder.mkdir(parents=True, exist_ok=True)
         for name in sorted(corrected_images):
             shutil.copy2(self.root / "images" / name, train / name)
-            if (self.root / "masks" / name).exists():
-                shutil.copy2(self.root / "masks" / name, train / "labels" / name)
+            for masks in ("corrected_masks", "masks"):
+                if (self.root / masks / name).exists():
+                    shutil.copy2(self.root / masks / name, train / "labels" / name)
+                    break
         points = []
         for r in rows:
             if r["image"] in corrected_images or r["found"] != "True" or not r["x"]:

@@ -162,7 +162,7 @@ def run_step(
                               image, detected, detected)  # fmt: skip
         result = validator(ValidationRequest(config.name, image, detected, config.feature, why or "supervised"))
     final = result.features or detected
-    _log(engine, image, detected, final, config)
+    _log(engine, image, detected, final, config, result.mask)
     if result.action != "accept":
         return StepResult(config.name, result.action, None, False, "by the person", image, detected, final)
     offset, why = _guard(final, config)
@@ -189,9 +189,10 @@ def _guard(detected: DetectedFeatures, config: StepConfig) -> tuple[tuple[float,
     return offset, ""
 
 
-def _log(engine, image, detected, final, config: StepConfig) -> None:
+def _log(engine, image, detected, final, config: StepConfig, mask=None) -> None:
     if engine is not None:
-        engine.log(image, detected, final, checkpoint=config.checkpoint, step=config.name, beam=config.beam)
+        engine.log(image, detected, final, checkpoint=config.checkpoint, step=config.name, beam=config.beam,
+                   corrected_mask=mask)  # fmt: skip
 
 
 def align_feature(
