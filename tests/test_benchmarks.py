@@ -40,3 +40,11 @@ def test_detection_quick(capsys, monkeypatch):
     assert re.search(r"detect_features \(all catalogue features\): [0-9.]+ ms per mask", out), out
     hits, total = map(int, re.search(r"within 2 px: (\d+)/(\d+)", out).groups())
     assert total > 10 and hits == total
+
+
+def test_alignment_quick(capsys, monkeypatch):
+    bench = _load("alignment", monkeypatch)
+    assert bench.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    errors = [float(v) for v in re.findall(r"error max ([0-9.]+) px", out)]
+    assert errors and max(errors) < 0.5, out
