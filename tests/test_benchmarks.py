@@ -8,6 +8,8 @@ import re
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -48,3 +50,15 @@ def test_alignment_quick(capsys, monkeypatch):
     out = capsys.readouterr().out
     errors = [float(v) for v in re.findall(r"error max ([0-9.]+) px", out)]
     assert errors and max(errors) < 0.5, out
+
+
+def test_sam_latency_quick(capsys, monkeypatch):
+    pytest.importorskip("segment_anything")
+    pytest.importorskip("mobile_sam")
+    bench = _load("sam_latency", monkeypatch)
+    assert bench.main(["--quick", "--repeats", "2", "--click-every", "0.2"]) == 0
+    out = capsys.readouterr().out
+    assert re.search(r"prompt -> mask vit_t \(1 point\): ours [0-9.]+ ms", out), out
+    assert re.search(r"mask IoU vs SamPredictor 0\.9[89]\d*|mask IoU vs SamPredictor 1\.0000", out), out
+    assert "cached revisit vit_t: encoder runs 0 " in out
+    assert re.search(r"next image wait vit_t .* with prefetch [0-9.]+ s", out), out
