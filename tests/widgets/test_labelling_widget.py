@@ -125,3 +125,45 @@ def test_proposals_for_all_unlabelled_never_touch_saved_labels(widget, folder, r
     assert not (folder / "proposals" / "synthetic_0000.tif").exists()
     widget.show_image(2)
     assert widget.proposal is not None and not os.path.exists(folder / "labels" / "synthetic_0002.tif")
+
+
+def test_sam_point_prompt_commits_a_region_and_undo_restores(widget, folder, qtbot, tmp_path):
+    from napari_fibsem.widgets._llvm_guard import preload_triton
+
+    preload_triton()
+    pytest.importorskip("mobile_sam")
+    from napari_fibsem.core.sam import SamService, load_sam
+    from napari_fibsem.widgets._sam_assist import PREVIEW, PROMPTS
+
+    service = SamService(load_sam(None, "vit_t", device="cpu", random_weights=True), cache_dir=tmp_path / "emb")
+    sam = widget.sam
+    sam.set_service(service)
+    qtbot.waitUntil(lambda: sam.embedding is not None, timeout=120_000)
+    layer = widget.viewer.layers[LABELS_LAYER]
+    widget.select_class(4)
+    before = np.asarray(layer.data).copy()
+    widget.viewer.layers[PROMPTS].add([48.0, 72.0])  # a positive click at the image centre
+    qtbot.waitUntil(lambda: sam.preview is not None, timeout=10_000)
+    preview = sam.preview.copy()
+    assert preview.shape == before.shape and preview.any()
+    assert set(np.unique(widget.viewer.layers[PREVIEW].data)) <= {0, 4}
+    widget.viewer.window._qt_window.resize(1200, 900)
+    widget.viewer.screenshot(canvas_only=False)
+    from PIL import Image
+
+    Image.fromarray(widget.viewer.screenshot(canvas_only=False)).save(tmp_path / "sam_preview.png")
+    assert sam.commit()
+    after = np.asarray(layer.data)
+    changed = after != before
+    assert changed.any() and np.all(after[changed] == 4)
+    assert np.array_equal(changed, preview & (before == 0))  # fill mode: only unlabelled pixels
+    assert sam.undo() and np.array_equal(layer.data, before)
+    # the embedding is cached: revisiting the image runs no encoder
+    widget.next_image()
+    qtbot.waitUntil(lambda: sam.embedding is not None, timeout=120_000)
+    service.wait_idle(120)
+    runs = service.encoder_runs
+    widget.previous_image()
+    qtbot.waitUntil(lambda: sam.embedding is not None, timeout=120_000)
+    assert service.encoder_runs == runs  # back to image 0: its embedding comes from the cache
+    service.close()

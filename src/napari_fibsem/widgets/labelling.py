@@ -131,6 +131,10 @@ class LabellingWidget(QWidget):
         grid.addLayout(row)
         grid.addWidget(self.progress)
         layout.addWidget(box)
+        from napari_fibsem.widgets._sam_assist import SamAssist
+
+        self.sam = SamAssist(self)
+        layout.addWidget(self.sam)
         layout.addWidget(self.status)
         self._update_buttons()
         for key, step in (("PageDown", self.next_image), ("PageUp", self.previous_image)):
@@ -190,6 +194,7 @@ class LabellingWidget(QWidget):
         self.image_list.blockSignals(True)
         self.image_list.setCurrentRow(index)
         self.image_list.blockSignals(False)
+        self.sam.on_image_changed()
         state = "labelled" if self.folder.is_labelled(index) else "not labelled yet"
         self.status.setText(f"{self.folder.images[index].name}: {state}")
         self._update_buttons()
