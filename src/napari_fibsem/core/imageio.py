@@ -73,6 +73,17 @@ def list_tiffs(folder: str | Path) -> list[Path]:
     return sorted(files, key=_natural_key)
 
 
+def image_folder(folder: str | Path) -> list[Path]:
+    """The TIFFs of ``folder`` (see :func:`list_tiffs`); a missing folder or one without images is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder of images")
+    images = list_tiffs(folder)
+    if not images:
+        raise ValueError(f"{folder}: no TIFF images found")
+    return images
+
+
 def _natural_key(p: Path) -> list:
     return [int(t) if t.isdigit() else t.lower() for t in re.split(r"(\d+)", p.name)]
 

@@ -19,7 +19,7 @@ import tifffile
 
 from napari_fibsem.core._atomic import atomic_path
 from napari_fibsem.core.dataset import label_path_for
-from napari_fibsem.core.imageio import ImageIOError, is_tiff, list_tiffs, read_image, write_labels
+from napari_fibsem.core.imageio import ImageIOError, image_folder, is_tiff, read_image, write_labels
 
 ProgressCallback = Callable[[int, int], None]
 
@@ -56,10 +56,7 @@ def collect_images(images: str | Path | Sequence[str | Path]) -> list[Path]:
     paths: list[Path] = []
     for entry in map(Path, entries):
         if entry.is_dir():
-            found = list_tiffs(entry)
-            if not found:
-                raise ValueError(f"{entry}: no TIFF images found")
-            paths += found
+            paths += image_folder(entry)
         elif not entry.is_file():
             raise FileNotFoundError(f"{entry}: no such folder or file")
         elif not is_tiff(entry):

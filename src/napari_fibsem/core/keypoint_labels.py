@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from napari_fibsem.core.imageio import list_tiffs
+from napari_fibsem.core.imageio import image_folder
 from napari_fibsem.core.keypoints import Keypoint, read_keypoints, write_keypoints
 
 MANUAL = "manual"
@@ -23,11 +23,7 @@ class KeypointLabels:
 
     def __init__(self, folder: str | Path, csv_path: str | Path | None = None) -> None:
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise NotADirectoryError(f"{self.folder}: not a folder of images")
-        self.images = list_tiffs(self.folder)
-        if not self.images:
-            raise ValueError(f"{self.folder}: no TIFF images found")
+        self.images = image_folder(self.folder)
         self.csv_path = Path(csv_path) if csv_path is not None else self.folder / "keypoints.csv"
         names = {p.name for p in self.images}
         by_stem = {p.stem: p.name for p in self.images}

@@ -15,7 +15,7 @@ import numpy as np
 
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.dataset import label_path_for
-from napari_fibsem.core.imageio import FibsemImage, list_tiffs, read_image, read_labels, write_labels
+from napari_fibsem.core.imageio import FibsemImage, image_folder, read_image, read_labels, write_labels
 
 MergeMode = Literal["fill", "replace"]
 PROPOSALS = "proposals"
@@ -26,11 +26,7 @@ class LabelFolder:
 
     def __init__(self, folder: str | Path, class_map: ClassMap | None = None) -> None:
         self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise NotADirectoryError(f"{self.folder}: not a folder of images")
-        self.images = list_tiffs(self.folder)
-        if not self.images:
-            raise ValueError(f"{self.folder}: no TIFF images found")
+        self.images = image_folder(self.folder)
         self.class_map = class_map or ClassMap.for_folder(self.folder)
         self._saved: dict[int, np.ndarray | None] = {}  # what is on disk, as last read or written
 

@@ -15,7 +15,7 @@ from typing import Any
 import numpy as np
 
 from napari_fibsem.core.classes import ClassMap
-from napari_fibsem.core.detection.catalogue import ANY_FOREGROUND, FeatureSpec, get_feature
+from napari_fibsem.core.detection.catalogue import ANY_FOREGROUND, CATALOGUE, FeatureSpec, get_feature
 from napari_fibsem.core.detection.locate import (
     Instance,
     NotFound,
@@ -147,8 +147,6 @@ def detect_features(
     the image centre) is used; without it, the largest. ``point`` is also the reference of the
     ``LandingPost`` rule. A feature that cannot be found has ``px=None`` and a reason.
     """
-    from napari_fibsem.core.detection.catalogue import CATALOGUE
-
     specs = [get_feature(f) for f in (CATALOGUE.values() if features is None else features)]
     ps = resolve_pixel_size(image, pixel_size)
     if mask is None:
