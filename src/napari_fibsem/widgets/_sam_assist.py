@@ -9,7 +9,6 @@ labels back. The image embedding is computed off the UI thread and cached by
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +25,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem._colormap import labels_colormap
+from napari_fibsem.widgets._common import start_worker
 
 if TYPE_CHECKING:
     from napari_fibsem.widgets.labelling import LabellingWidget
@@ -267,23 +267,16 @@ class SamAssist(QGroupBox):
 
     # -- plumbing ---------------------------------------------------------------------------------
     def _start(self, work, done) -> None:
-        if os.environ.get("NAPARI_FIBSEM_NOTHREADS", "") not in ("", "0"):
-            done(work())
-            return
-        from napari.qt.threading import create_worker
-
-        worker = create_worker(work)
-        self._worker = worker
+        worker = None
 
         def finish(result) -> None:
-            if self._worker is worker:
+            if self._worker is worker:  # a newer job may have started meanwhile: leave it
                 self._worker = None
             done(result)
             self._update_buttons()
 
-        worker.returned.connect(finish)
-        worker.errored.connect(lambda e: finish((None, f"{type(e).__name__}: {e}")))
-        worker.start()
+        worker = start_worker(work, on_returned=finish, on_errored=lambda e: finish((None, f"{type(e).__name__}: {e}")))
+        self._worker = worker
         self._update_buttons()
 
     @property

@@ -10,13 +10,11 @@ model (in a worker thread), then corrected.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from qtpy.QtCore import QTimer
-from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -33,6 +31,7 @@ from qtpy.QtWidgets import (
 from napari_fibsem.core.detection import CATALOGUE, detect_features
 from napari_fibsem.core.imageio import FibsemImage, read_image, read_labels
 from napari_fibsem.core.keypoint_labels import KeypointLabels
+from napari_fibsem.widgets._common import start_worker, swatch
 
 if TYPE_CHECKING:
     import napari
@@ -40,12 +39,6 @@ if TYPE_CHECKING:
 IMAGE_LAYER = "keypoint image"
 POINTS_LAYER = "keypoints"
 DRAG_SETTLE_MS = 250
-
-
-def _swatch(colour: str) -> QIcon:
-    pix = QPixmap(12, 12)
-    pix.fill(QColor(colour))
-    return QIcon(pix)
 
 
 class KeypointWidget(QWidget):
@@ -70,7 +63,7 @@ class KeypointWidget(QWidget):
         self.image_list.currentRowChanged.connect(self._on_row)
         self.feature = QComboBox()
         for name, spec in CATALOGUE.items():
-            self.feature.addItem(_swatch(spec.color), name)
+            self.feature.addItem(swatch(spec.color), name)
         self.feature.setCurrentText("NeedleTip")
         self.feature.currentTextChanged.connect(self._on_feature)
         self.prev_button, self.next_button = QPushButton("◀ Previous"), QPushButton("Next ▶")
@@ -324,15 +317,8 @@ class KeypointWidget(QWidget):
             elif self.current_name == name:  # the person may have moved on meanwhile
                 self._add_missing(found, Path(checkpoint).stem)
 
-        if os.environ.get("NAPARI_FIBSEM_NOTHREADS", "") not in ("", "0"):
-            done(_detect_with_model(checkpoint, image))
-            return
-        from napari.qt.threading import create_worker
-
-        self._worker = create_worker(_detect_with_model, checkpoint, image)
-        self._worker.returned.connect(done)
-        self._worker.errored.connect(lambda e: done((None, f"{type(e).__name__}: {e}")))
-        self._worker.start()
+        self._worker = start_worker(_detect_with_model, checkpoint, image, on_returned=done,
+                                    on_errored=lambda e: done((None, f"{type(e).__name__}: {e}")))  # fmt: skip
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.commit()

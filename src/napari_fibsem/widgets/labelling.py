@@ -10,12 +10,10 @@ accepted; proposals for all unlabelled images go to ``proposals/``, never over s
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import (
     QFileDialog,
     QGroupBox,
@@ -34,6 +32,7 @@ from napari_fibsem._colormap import labels_colormap
 from napari_fibsem._reader import META_KEY
 from napari_fibsem.core.imageio import FibsemImage
 from napari_fibsem.core.label_folder import LabelFolder, MergeMode, merge
+from napari_fibsem.widgets._common import start_worker, swatch
 
 if TYPE_CHECKING:
     import napari
@@ -41,12 +40,6 @@ if TYPE_CHECKING:
 IMAGE_LAYER = "labelling image"
 LABELS_LAYER = "labels"
 PROPOSAL_LAYER = "proposal"
-
-
-def _swatch(colour: str) -> QIcon:
-    pix = QPixmap(12, 12)
-    pix.fill(QColor(colour))
-    return QIcon(pix)
 
 
 class LabellingWidget(QWidget):
@@ -168,7 +161,7 @@ class LabellingWidget(QWidget):
         self.palette.clear()
         for cid, info in self.folder.class_map.classes.items():
             key = f"{cid}  " if 1 <= cid <= 9 else "   "
-            self.palette.addItem(QListWidgetItem(_swatch(info.color), f"{key}{info.name}"))
+            self.palette.addItem(QListWidgetItem(swatch(info.color), f"{key}{info.name}"))
         self.palette.blockSignals(False)
         self.index = -1
         self._refresh_list()
@@ -301,26 +294,14 @@ class LabellingWidget(QWidget):
     def _start(self, func, *args, on_done, on_yield=None) -> None:
         self.progress.setVisible(True)
         self.progress.setRange(0, 0)
-        if os.environ.get("NAPARI_FIBSEM_NOTHREADS", "") not in ("", "0"):
-            gen = func(*args)
-            try:
-                while True:
-                    value = next(gen)
-                    if on_yield:
-                        on_yield(value)
-            except StopIteration as stop:
-                self._finish(on_done, stop.value)
-            return
-        from napari.qt.threading import create_worker
-
-        self._worker = create_worker(func, *args, _ignore_errors=True)
-        if on_yield:
-            self._worker.yielded.connect(on_yield)
-        self._worker.returned.connect(lambda r: self._finish(on_done, r))
-        self._worker.errored.connect(lambda e: self._finish(on_done, (None, f"{type(e).__name__}: {e}")))
-        if hasattr(self._worker, "aborted"):  # generator workers: Stop ends them at the next yield
-            self._worker.aborted.connect(lambda: self._finish(on_done, None))
-        self._worker.start()
+        self._worker = start_worker(
+            func,
+            *args,
+            on_returned=lambda r: self._finish(on_done, r),
+            on_errored=lambda e: self._finish(on_done, (None, f"{type(e).__name__}: {e}")),
+            on_yielded=on_yield,
+            on_aborted=lambda: self._finish(on_done, None),  # Stop ends a generator at its next yield
+        )
         self._update_buttons()
 
     def _finish(self, on_done, result) -> None:

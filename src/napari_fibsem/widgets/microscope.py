@@ -9,8 +9,8 @@ centre (``stable_move``). A move the core refuses as too large asks the person a
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +37,7 @@ from napari_fibsem.core.microscope import (
     MicroscopeState,
     connect,
 )
+from napari_fibsem.widgets._common import start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -126,10 +127,8 @@ class MicroscopeWidget(QWidget):
             result, error = outcome
             self._update_buttons()
             if isinstance(error, ConfirmationRequired) and self.ask_confirmation(str(error)):
-                retry = getattr(call, "confirmed", None)
-                if retry is not None:
-                    self._run(what, retry, done)
-                    return
+                self._run(what, partial(call, confirm=True), done)  # only moves ask, and they take confirm
+                return
             if error is not None:
                 self.status.setText(f"{what} failed: {error}")
             else:
@@ -142,14 +141,7 @@ class MicroscopeWidget(QWidget):
             except (MicroscopeError, ValueError, OSError) as e:
                 return None, e
 
-        if os.environ.get("NAPARI_FIBSEM_NOTHREADS", "") not in ("", "0"):
-            finish(guarded())
-            return
-        from napari.qt.threading import create_worker
-
-        self._worker = create_worker(guarded)
-        self._worker.returned.connect(finish)
-        self._worker.start()
+        self._worker = start_worker(guarded, on_returned=finish)
         self._update_buttons()
 
     def _ask(self, message: str) -> bool:
@@ -205,25 +197,15 @@ class MicroscopeWidget(QWidget):
         row, col = data_position[-2], data_position[-1]
         ps = image.metadata.pixel_size
         dx, dy = (col - (w - 1) / 2) * ps, -(row - (h - 1) / 2) * ps
-        beam, m = image.metadata.beam_type, self.microscope
-
-        def call(confirm: bool = False):
-            return m.stable_move(dx, dy, beam, confirm=confirm)
-
-        call.confirmed = lambda: call(True)  # type: ignore[attr-defined]
         settings = _settings_of(image) or self.image_settings()
-        self._run("moving", call, lambda _pos: self.acquire(settings))
+        move = partial(self.microscope.stable_move, dx, dy, image.metadata.beam_type)
+        self._run("moving", move, lambda _pos: self.acquire(settings))
 
     def move_relative(self, dx: float, dy: float) -> None:
         if self.microscope is None:
             return
-        m = self.microscope
-
-        def call(confirm: bool = False):
-            return m.move_stage_relative(dx=dx, dy=dy, confirm=confirm)
-
-        call.confirmed = lambda: call(True)  # type: ignore[attr-defined]
-        self._run("moving", call, lambda pos: self.status.setText("moved"))
+        move = partial(self.microscope.move_stage_relative, dx=dx, dy=dy)
+        self._run("moving", move, lambda pos: self.status.setText("moved"))
 
     def save_state(self) -> None:
         if self.microscope is None:
@@ -241,13 +223,8 @@ class MicroscopeWidget(QWidget):
     def restore_state(self, index: int) -> None:
         if self.microscope is None or not 0 <= index < len(self.states):
             return
-        m, state = self.microscope, self.states[index]
-
-        def call(confirm: bool = False):
-            return m.set_state(state, confirm=confirm)
-
-        call.confirmed = lambda: call(True)  # type: ignore[attr-defined]
-        self._run("restoring state", call, lambda _s: self.status.setText(f"state {index + 1} restored"))
+        restore = partial(self.microscope.set_state, self.states[index])
+        self._run("restoring state", restore, lambda _s: self.status.setText(f"state {index + 1} restored"))
 
     def _show_stage(self) -> None:
         if self.microscope is None:

@@ -8,7 +8,6 @@ Stop sets the trainer's stop flag, so the run ends after its current step and sa
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -34,6 +33,7 @@ from qtpy.QtWidgets import (
 from napari_fibsem._reader import META_KEY
 from napari_fibsem.core.training.config import ConfigError, TrainingConfig
 from napari_fibsem.core.training.progress import Progress, StopFlag, TrainingResult
+from napari_fibsem.widgets._common import start_worker
 from napari_fibsem.widgets._llvm_guard import preload_triton
 from napari_fibsem.widgets._plot import EpochPlot
 from napari_fibsem.widgets._training_form import TrainingForm, label_problems
@@ -199,17 +199,8 @@ class TrainingWidget(QWidget):
         self.status.setText("preparing the model and data…")
         self._stop.clear()
         self._set_running(True)
-        if os.environ.get("NAPARI_FIBSEM_NOTHREADS", "") not in ("", "0"):
-            self._on_returned(run_training(config, self._relay, self._stop))
-            self._on_finished()
-            return True
-        from napari.qt.threading import create_worker
-
-        self._worker = create_worker(run_training, config, self._relay, self._stop, _ignore_errors=True)
-        self._worker.returned.connect(self._on_returned)
-        self._worker.errored.connect(self._on_errored)
-        self._worker.finished.connect(self._on_finished)
-        self._worker.start()
+        self._worker = start_worker(run_training, config, self._relay, self._stop, on_returned=self._on_returned,
+                                    on_errored=self._on_errored, on_finished=self._on_finished)  # fmt: skip
         return True
 
     def stop(self) -> None:

@@ -1,0 +1,71 @@
+"""Small pieces every widget uses: starting background work, colour swatches.
+
+Work starts the same way everywhere: in a napari worker thread, or inline in the calling thread
+when ``NAPARI_FIBSEM_NOTHREADS`` is set (a debugging and scripting aid; inline, exceptions
+propagate as plain tracebacks instead of going to ``on_errored``).
+"""
+
+from __future__ import annotations
+
+import inspect
+import os
+from collections.abc import Callable
+from typing import Any
+
+from qtpy.QtGui import QColor, QIcon, QPixmap
+
+
+def threads_disabled() -> bool:
+    return os.environ.get("NAPARI_FIBSEM_NOTHREADS", "") not in ("", "0")
+
+
+def start_worker(
+    func: Callable[..., Any],
+    *args: Any,
+    on_returned: Callable[[Any], None],
+    on_errored: Callable[[BaseException], None] | None = None,
+    on_yielded: Callable[[Any], None] | None = None,
+    on_aborted: Callable[[], None] | None = None,
+    on_finished: Callable[[], None] | None = None,
+) -> Any | None:
+    """Run ``func(*args)`` off the UI thread; the callbacks run on the UI thread.
+
+    ``func`` may be a generator: its yields go to ``on_yielded`` and quitting the worker ends it
+    at the next yield (``on_aborted``). Returns the worker, or None when it ran inline (then every
+    callback has already run).
+    """
+    if threads_disabled():
+        result = func(*args)
+        if inspect.isgenerator(result):
+            try:
+                while True:
+                    value = next(result)
+                    if on_yielded is not None:
+                        on_yielded(value)
+            except StopIteration as stop:
+                result = stop.value
+        on_returned(result)
+        if on_finished is not None:
+            on_finished()
+        return None
+    from napari.qt.threading import create_worker
+
+    worker = create_worker(func, *args, _ignore_errors=on_errored is not None)
+    worker.returned.connect(on_returned)
+    if on_errored is not None:
+        worker.errored.connect(on_errored)
+    if on_yielded is not None:
+        worker.yielded.connect(on_yielded)
+    if on_aborted is not None and hasattr(worker, "aborted"):
+        worker.aborted.connect(on_aborted)
+    if on_finished is not None:
+        worker.finished.connect(on_finished)
+    worker.start()
+    return worker
+
+
+def swatch(colour: str, size: int = 12) -> QIcon:
+    """A filled square icon of ``colour`` (class and feature pickers)."""
+    pix = QPixmap(size, size)
+    pix.fill(QColor(colour))
+    return QIcon(pix)
