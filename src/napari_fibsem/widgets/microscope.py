@@ -35,6 +35,7 @@ from napari_fibsem.core.microscope import (
     Microscope,
     MicroscopeError,
     MicroscopeState,
+    StagePosition,
     connect,
 )
 from napari_fibsem.widgets._common import start_worker
@@ -122,9 +123,9 @@ class MicroscopeWidget(QWidget):
             return
         self.status.setText(f"{what}…")
 
-        def finish(outcome: tuple[Any, BaseException | None]) -> None:
+        def finish(outcome: tuple[Any, BaseException | None, Any]) -> None:
             self._worker = None
-            result, error = outcome
+            result, error, stage = outcome
             self._update_buttons()
             if isinstance(error, ConfirmationRequired) and self.ask_confirmation(str(error)):
                 self._run(what, partial(call, confirm=True), done)  # only moves ask, and they take confirm
@@ -133,13 +134,20 @@ class MicroscopeWidget(QWidget):
                 self.status.setText(f"{what} failed: {error}")
             else:
                 done(result)
-                self._show_stage()
+                self._show_stage(stage)
 
-        def guarded() -> tuple[Any, BaseException | None]:
+        def guarded() -> tuple[Any, BaseException | None, Any]:
+            """The call, then the stage readout, both in the worker: the UI thread never waits on the instrument."""
             try:
-                return call(), None
+                result = call()
             except (MicroscopeError, ValueError, OSError) as e:
-                return None, e
+                return None, e, None
+            m = result if isinstance(result, Microscope) else self.microscope
+            try:
+                stage = m.get_stage_position() if m is not None else None
+            except MicroscopeError as e:
+                stage = e
+            return result, None, stage
 
         self._worker = start_worker(guarded, on_returned=finish)
         self._update_buttons()
@@ -226,13 +234,11 @@ class MicroscopeWidget(QWidget):
         restore = partial(self.microscope.set_state, self.states[index])
         self._run("restoring state", restore, lambda _s: self.status.setText(f"state {index + 1} restored"))
 
-    def _show_stage(self) -> None:
-        if self.microscope is None:
+    def _show_stage(self, s: StagePosition | MicroscopeError | None) -> None:
+        if s is None:
             return
-        try:
-            s = self.microscope.get_stage_position()
-        except MicroscopeError as e:
-            self.stage_label.setText(f"stage: unknown ({e})")
+        if isinstance(s, MicroscopeError):
+            self.stage_label.setText(f"stage: unknown ({s})")
             return
         self.stage_label.setText(
             f"stage: x {s.x * 1e6:.2f} µm, y {s.y * 1e6:.2f} µm, z {s.z * 1e6:.2f} µm, "
