@@ -126,10 +126,14 @@ class SamAssist(QGroupBox):
             self._update_buttons()
             return
         index, data, service = w.index, w.image.data, self.service
+        neighbours = [w.folder.images[j] for j in (index + 1, index - 1) if 0 <= j < len(w.folder)]
         self.status.setText("computing the image embedding…")
 
-        def work():
-            return service.embed(data), ""
+        def work():  # reading the neighbours is file I/O: it stays in the worker too
+            try:
+                return service.embed(data), ""
+            finally:
+                _prefetch(service, neighbours)
 
         def done(result) -> None:
             emb, error = result
@@ -140,24 +144,8 @@ class SamAssist(QGroupBox):
                 self.status.setText("click in 'sam prompts' (positive/negative) or draw a box in 'sam box'")
                 self._ensure_layers()
                 self.update_preview()
-            self._prefetch_neighbours(index)
 
         self._start(work, done)
-
-    def _prefetch_neighbours(self, index: int) -> None:
-        from napari_fibsem.core.imageio import read_image
-
-        folder = self.owner.folder
-        if folder is None or self.service is None:
-            return
-        images = []
-        for j in (index + 1, index - 1):
-            if 0 <= j < len(folder):
-                try:
-                    images.append(read_image(folder.images[j], convert="mean").data)
-                except (OSError, ValueError):
-                    continue
-        self.service.prefetch(images, replace=True)
 
     def _ensure_layers(self) -> None:
         layers = self.owner.viewer.layers
@@ -287,3 +275,16 @@ class SamAssist(QGroupBox):
         self.commit_button.setEnabled(self.preview is not None)
         self.undo_button.setEnabled(bool(self.undo_stack))
         self.clear_button.setEnabled(self.service is not None)
+
+
+def _prefetch(service: Any, paths: list[Path]) -> None:
+    """Queue the embeddings of ``paths`` (unreadable images are simply not prefetched)."""
+    from napari_fibsem.core.imageio import read_image
+
+    images = []
+    for path in paths:
+        try:
+            images.append(read_image(path, convert="mean").data)
+        except (OSError, ValueError):
+            continue
+    service.prefetch(images, replace=True)
