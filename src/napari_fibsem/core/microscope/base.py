@@ -59,12 +59,15 @@ from napari_fibsem.core.microscope.structures import (
 
 R = TypeVar("R")
 _REFUSALS = (LimitError, ConfirmationRequired, NotSupportedError)
+_PIXEL_SIZE_TOLERANCE = 0.01  # relative: a reported pixel size further off is logged as a warning
 
 
 class Microscope(InstrumentHooks):
     """A FIB-SEM: acquire, move, mill; state per instance (two microscopes share nothing)."""
 
-    def __init__(self, config: MicroscopeConfig | None = None, *, event_log: EventLog | str | Path | None = None) -> None:
+    def __init__(
+        self, config: MicroscopeConfig | None = None, *, event_log: EventLog | str | Path | None = None
+    ) -> None:
         self.config = config or MicroscopeConfig()
         if not isinstance(event_log, EventLog):
             event_log = EventLog(event_log if event_log is not None else self.config.event_log)
@@ -79,8 +82,12 @@ class Microscope(InstrumentHooks):
 
     def connect(self) -> None:
         """Open the connection and read the state."""
-        self._op("connect", {"manufacturer": self.config.manufacturer, "ip_address": self.config.ip_address},
-                 self._open, needs_connection=False)
+        self._op(
+            "connect",
+            {"manufacturer": self.config.manufacturer, "ip_address": self.config.ip_address},
+            self._open,
+            needs_connection=False,
+        )
 
     def reconnect(self) -> None:
         """Re-open a lost connection and re-read the state."""
@@ -103,7 +110,11 @@ class Microscope(InstrumentHooks):
     # -- imaging -------------------------------------------------------------------------------
 
     def acquire_image(self, settings: ImageSettings | None = None) -> FibsemImage:
-        """Acquire one image; its metadata holds pixel size, beam, time, state and system info."""
+        """Acquire one image; its metadata holds pixel size, beam, time, state and system info.
+
+        The pixel size is the one the instrument reports when its adapter's ``_acquire`` returns
+        ``(image, pixel_size)``; otherwise (and when that is None) the requested one.
+        """
 
         def run() -> FibsemImage:
             nonlocal settings
@@ -112,12 +123,16 @@ class Microscope(InstrumentHooks):
                 settings = ImageSettings(b.resolution, b.dwell_time, b.hfw, BeamType.ELECTRON)
             if settings.autocontrast:
                 self._autocontrast(settings.beam)
-            data = np.asarray(self._acquire(settings))
+            out = self._acquire(settings)
+            data, reported = out if isinstance(out, tuple) else (out, None)
+            data = np.asarray(data)
             w, h = settings.resolution
             if data.shape != (h, w) or data.dtype not in (np.uint8, np.uint16):
-                raise AcquisitionError(f"the instrument returned {data.dtype} {data.shape}, expected uint8/uint16 ({h}, {w})")
+                raise AcquisitionError(
+                    f"the instrument returned {data.dtype} {data.shape}, expected uint8/uint16 ({h}, {w})"
+                )
             meta = ImageMetadata(
-                pixel_size=settings.pixel_size,
+                pixel_size=self._image_pixel_size(settings, reported),
                 beam_type=settings.beam.value,
                 timestamp=now_iso(),
                 extra={
@@ -133,6 +148,26 @@ class Microscope(InstrumentHooks):
             return image
 
         return self._op("acquire_image", {"settings": settings}, run)
+
+    def _image_pixel_size(self, settings: ImageSettings, reported: float | None) -> float:
+        """The instrument's pixel size if it gave a usable one, else the requested one; a reported
+        size more than 1% off (the instrument limited the field width) is logged as a warning."""
+        requested = settings.pixel_size
+        if reported is None or not (math.isfinite(reported) and reported > 0):
+            return requested
+        if not math.isclose(reported, requested, rel_tol=_PIXEL_SIZE_TOLERANCE):
+            self.events.write(
+                "warning",
+                {"op": "acquire_image", "beam": settings.beam},
+                message=(
+                    f"the instrument reports a pixel size of {reported:.4g} m, not the requested "
+                    f"{requested:.4g} m (field width {settings.hfw:.4g} m over {settings.resolution[0]} px); "
+                    "it probably limited the field width; the image records the reported size"
+                ),
+                requested_pixel_size=requested,
+                reported_pixel_size=reported,
+            )
+        return float(reported)
 
     def last_image(self, beam: BeamType | str) -> FibsemImage | None:
         """The most recent image of ``beam`` (None before the first)."""
@@ -179,25 +214,41 @@ class Microscope(InstrumentHooks):
 
     def move_stage_absolute(self, position: StagePosition, *, confirm: bool = False) -> StagePosition:
         """Move to ``position``; refused outside the limits, and beyond ``max_step_m`` unless ``confirm``."""
-        return self._op("move_stage_absolute", {"position": position, "confirm": confirm},
-                        lambda: self._move_checked(position, confirm))
+        return self._op(
+            "move_stage_absolute",
+            {"position": position, "confirm": confirm},
+            lambda: self._move_checked(position, confirm),
+        )
 
     def move_stage_relative(
-        self, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0, dr: float = 0.0, dt: float = 0.0, *, confirm: bool = False
+        self,
+        dx: float = 0.0,
+        dy: float = 0.0,
+        dz: float = 0.0,
+        dr: float = 0.0,
+        dt: float = 0.0,
+        *,
+        confirm: bool = False,
     ) -> StagePosition:
         """Move by a delta in stage axes (metres, radians)."""
-        args = {"dx": dx, "dy": dy, "dz": dz, "dr": dr, "dt": dt, "confirm": confirm}
-        return self._op("move_stage_relative", args,
-                        lambda: self._move_checked(self._read_stage_position().moved(dx, dy, dz, dr, dt), confirm))
 
-    def stable_move(self, dx: float, dy: float, beam: BeamType | str, *, confirm: bool = False) -> StagePosition:
+        def run() -> StagePosition:
+            pos = self._read_stage_position()
+            return self._move_checked(pos.moved(dx, dy, dz, dr, dt), confirm, pos)
+
+        args = {"dx": dx, "dy": dy, "dz": dz, "dr": dr, "dt": dt, "confirm": confirm}
+        return self._op("move_stage_relative", args, run)
+
+    def stable_move(
+        self, dx: float, dy: float, beam: BeamType | str, *, confirm: bool = False
+    ) -> StagePosition:
         """Bring the feature at image offset (dx, dy) metres (+y up) of ``beam`` to the image centre,
         moving in the sample plane so its height (focus, eucentricity) is kept."""
         beam = BeamType.of(beam)
 
         def run() -> StagePosition:
             pos = self._read_stage_position()
-            return self._move_checked(pos.moved(*self._stable_move_delta(dx, dy, beam, pos)), confirm)
+            return self._move_checked(pos.moved(*self._stable_move_delta(dx, dy, beam, pos)), confirm, pos)
 
         return self._op("stable_move", {"dx": dx, "dy": dy, "beam": beam, "confirm": confirm}, run)
 
@@ -208,16 +259,20 @@ class Microscope(InstrumentHooks):
 
         def run() -> StagePosition:
             pos = self._read_stage_position()
-            return self._move_checked(pos.moved(*self._vertical_move_delta(dy, beam, pos)), confirm)
+            return self._move_checked(pos.moved(*self._vertical_move_delta(dy, beam, pos)), confirm, pos)
 
         return self._op("vertical_move", {"dy": dy, "beam": beam, "confirm": confirm}, run)
 
-    def _stable_move_delta(self, dx: float, dy: float, beam: BeamType, pos: StagePosition) -> tuple[float, float, float]:
+    def _stable_move_delta(
+        self, dx: float, dy: float, beam: BeamType, pos: StagePosition
+    ) -> tuple[float, float, float]:
         """Stage (dx, dy, dz) for ``stable_move``; an adapter whose raw stage axes do not tilt with
         the sample overrides this (and ``_vertical_move_delta``)."""
         return geometry.stable_move_delta(dx, dy, self.beam_angle(beam, pos))
 
-    def _vertical_move_delta(self, dy: float, beam: BeamType, pos: StagePosition) -> tuple[float, float, float]:
+    def _vertical_move_delta(
+        self, dy: float, beam: BeamType, pos: StagePosition
+    ) -> tuple[float, float, float]:
         theta, other = self.beam_angle(beam, pos), self.beam_angle(geometry.other_beam(beam), pos)
         return geometry.vertical_move_delta(dy, theta, other)
 
@@ -229,27 +284,51 @@ class Microscope(InstrumentHooks):
 
     def check_move(self, current: StagePosition, target: StagePosition, confirm: bool = False) -> None:
         """Raise if ``target`` is outside the limits or too far from ``current`` without ``confirm``."""
+        self._check_limits(target)
+        if not confirm:
+            self._check_step(current, target)
+
+    def _check_limits(self, target: StagePosition) -> None:
+        """Refuse a target outside the stage limits (or not a number); needs no instrument call."""
         lim = self.config.stage_limits
         for axis, (lo, hi), value, unit, scale in (
             ("x", lim.x_m, target.x, "mm", 1e3),
             ("y", lim.y_m, target.y, "mm", 1e3),
             ("z", lim.z_m, target.z, "mm", 1e3),
             ("t", lim.tilt_deg, math.degrees(target.t), "°", 1.0),
+            ("r", (-math.inf, math.inf), target.r, " rad", 1.0),
         ):
             if not (math.isfinite(value) and lo <= value <= hi):
                 raise LimitError(
                     f"refused: target {axis}={value * scale:.4f}{unit} is outside the stage limits "
                     f"[{lo * scale:.4f}, {hi * scale:.4f}]{unit}; nothing moved"
                 )
-        step = current.distance_to(target)
-        if step > self.config.max_step_m and not confirm:
-            raise ConfirmationRequired(
-                f"refused: a move of {step * 1e6:.1f} µm is larger than the maximum step "
-                f"{self.config.max_step_m * 1e6:.1f} µm; call again with confirm=True to move; nothing moved"
-            )
 
-    def _move_checked(self, target: StagePosition, confirm: bool) -> StagePosition:
-        self.check_move(self._read_stage_position(), target, confirm)
+    def _check_step(self, current: StagePosition, target: StagePosition) -> None:
+        """Refuse an unconfirmed step beyond ``max_step_m``, or one whose size cannot be known
+        because the current position is not a number."""
+        step, limit = current.distance_to(target), self.config.max_step_m
+        if step <= limit:
+            return
+        if not math.isfinite(step):
+            raise ConfirmationRequired(
+                f"refused: the stage position reads x={current.x} y={current.y} z={current.z} m, so the "
+                "size of this move cannot be checked; call again with confirm=True to move to the target "
+                "anyway; nothing moved"
+            )
+        raise ConfirmationRequired(
+            f"refused: a move of {step * 1e6:.1f} µm is larger than the maximum step "
+            f"{limit * 1e6:.1f} µm; call again with confirm=True to move; nothing moved"
+        )
+
+    def _move_checked(
+        self, target: StagePosition, confirm: bool, current: StagePosition | None = None
+    ) -> StagePosition:
+        """Check the limits (no instrument call), then, for an unconfirmed move only, the step from
+        ``current`` (read now if not given); then move and read where the stage is."""
+        self._check_limits(target)
+        if not confirm:
+            self._check_step(current if current is not None else self._read_stage_position(), target)
         self._move_stage_absolute(target)
         return self._read_stage_position()
 
@@ -259,12 +338,18 @@ class Microscope(InstrumentHooks):
         return self._op("get_manipulator_position", {}, self._read_manipulator)
 
     def insert_manipulator(self) -> ManipulatorPosition:
-        return self._op("insert_manipulator", {}, lambda: (self._insert_manipulator(), self._read_manipulator())[1])
+        return self._op(
+            "insert_manipulator", {}, lambda: (self._insert_manipulator(), self._read_manipulator())[1]
+        )
 
     def retract_manipulator(self) -> ManipulatorPosition:
-        return self._op("retract_manipulator", {}, lambda: (self._retract_manipulator(), self._read_manipulator())[1])
+        return self._op(
+            "retract_manipulator", {}, lambda: (self._retract_manipulator(), self._read_manipulator())[1]
+        )
 
-    def move_manipulator_relative(self, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0, *, confirm: bool = False) -> ManipulatorPosition:
+    def move_manipulator_relative(
+        self, dx: float = 0.0, dy: float = 0.0, dz: float = 0.0, *, confirm: bool = False
+    ) -> ManipulatorPosition:
         """Move the inserted needle by (dx, dy, dz) metres; large steps need ``confirm``."""
 
         def run() -> ManipulatorPosition:
@@ -292,7 +377,9 @@ class Microscope(InstrumentHooks):
 
         self._op("setup_milling", {"settings": settings}, run)
 
-    def estimate_milling_time(self, patterns: Sequence[Pattern], settings: MillingSettings | None = None) -> float:
+    def estimate_milling_time(
+        self, patterns: Sequence[Pattern], settings: MillingSettings | None = None
+    ) -> float:
         """Seconds to mill ``patterns``: their volume over current x sputter rate."""
         s = settings or self._milling
         return sum(p.area * p.depth for p in patterns) / (s.current * s.rate)
@@ -324,12 +411,28 @@ class Microscope(InstrumentHooks):
                     if on_progress is not None:
                         remaining = estimate * (1 - done / total) if total else 0.0
                         on_progress(MillingProgress(done, total, index, time.monotonic() - t0, remaining))
-            except BaseException:
-                self._stop_milling()
+            except BaseException as e:
+                self._stop_after(e)
                 raise
             return MillingResult(True, done, total, time.monotonic() - t0)
 
         return self._op("run_milling", {"patterns": patterns, "settings": self._milling}, run)
+
+    def _stop_after(self, error: BaseException) -> None:
+        """Stop milling after ``error``. Should stopping fail too, ``error`` stays the one raised and
+        carries the stop failure (in its message, or as a note) and the event log records it."""
+        try:
+            self._stop_milling()
+        except Exception as stop_error:
+            note = (
+                f"stopping the milling failed as well ({type(stop_error).__name__}: {stop_error}); "
+                "the ion beam may still be milling: check the instrument"
+            )
+            self.events.write("stop_milling", {}, ok=False, error=stop_error)
+            if isinstance(error, MicroscopeError):
+                error.args = (f"{error}; {note}",)
+            else:  # what add_note() does (Python >= 3.11); _op puts notes into its message
+                error.__notes__ = [*getattr(error, "__notes__", ()), note]
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -340,9 +443,11 @@ class Microscope(InstrumentHooks):
         """Restore a snapshot: stage (limits and confirmation apply), both beams, the needle."""
 
         def run() -> MicroscopeState:
-            self.check_move(self._read_stage_position(), state.stage, confirm)
+            self._check_limits(state.stage)
             for b in (state.electron, state.ion):
                 self._check_beam_shift(b.shift)
+            if not confirm:
+                self._check_step(self._read_stage_position(), state.stage)
             self._move_stage_absolute(state.stage)
             self._apply_beam_settings(state.electron)
             self._apply_beam_settings(state.ion)
@@ -374,21 +479,42 @@ class Microscope(InstrumentHooks):
 
     # -- the wrapper every public call goes through --------------------------------------------
 
-    def _op(self, op: str, args: dict[str, Any], fn: Callable[[], R], *, needs_connection: bool = True,
-            recover: bool = True) -> R:
+    def _op(
+        self,
+        op: str,
+        args: dict[str, Any],
+        fn: Callable[[], R],
+        *,
+        needs_connection: bool = True,
+        recover: bool = True,
+    ) -> R:
         with self._lock:
             t0 = time.monotonic()
             try:
                 if needs_connection and not self.connected:
-                    raise ConnectionLostError(f"{op}: not connected to {self.config.name}; call reconnect() first")
+                    raise ConnectionLostError(
+                        f"{op}: not connected to {self.config.name}; call reconnect() first"
+                    )
                 result = fn()
             except Exception as e:
-                err = e if isinstance(e, MicroscopeError) else MicroscopeError(f"{op} failed: {type(e).__name__}: {e}")
+                notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
+                err = (
+                    e
+                    if isinstance(e, MicroscopeError)
+                    else MicroscopeError(f"{op} failed: {type(e).__name__}: {e}{notes}")
+                )
                 after = None
                 if recover and needs_connection and not isinstance(e, _REFUSALS) and self.connected:
                     after = self._recover(err)
-                self.events.write(op, args, ok=False, error=err, stage_after=after,
-                                  state_known=self.state_known, duration_s=time.monotonic() - t0)
+                self.events.write(
+                    op,
+                    args,
+                    ok=False,
+                    error=err,
+                    stage_after=after,
+                    state_known=self.state_known,
+                    duration_s=time.monotonic() - t0,
+                )
                 if err is e:
                     raise
                 raise err from e

@@ -36,8 +36,12 @@ class InstrumentHooks(ABC):
         """Close the vendor connection."""
 
     @abstractmethod
-    def _acquire(self, settings: ImageSettings) -> np.ndarray:
-        """Acquire a (height, width) uint8/uint16 image with ``settings``."""
+    def _acquire(self, settings: ImageSettings) -> np.ndarray | tuple[np.ndarray, float]:
+        """Acquire a (height, width) uint8/uint16 image with ``settings``.
+
+        May return ``(image, pixel_size)`` when the instrument reports its own pixel size (metres),
+        which the image metadata then records instead of the requested one.
+        """
 
     def _autocontrast(self, beam: BeamType) -> None:  # noqa: B027 (optional hook)
         """Run the instrument's auto contrast/brightness for ``beam``."""

@@ -1,0 +1,85 @@
+"""Call log, fault injection and instrument state of the fake AutoScript server."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import SimpleNamespace
+from typing import Any
+
+
+@dataclass
+class Call:
+    name: str
+    args: tuple
+    kwargs: dict
+
+
+class ApplicationServerException(Exception):
+    """Stands in for ``autoscript_core.common.ApplicationServerException``."""
+
+
+CALLS: list[Call] = []
+STATE = SimpleNamespace()
+_FAULTS: dict[str, list[BaseException]] = {}
+
+
+def record(name: str, *args: Any, **kwargs: Any) -> None:
+    """Log a call; raise the error queued for ``name`` by :func:`fail_next`, if any."""
+    CALLS.append(Call(name, args, kwargs))
+    pending = _FAULTS.get(name)
+    if pending:
+        raise pending.pop(0)
+
+
+def fail_next(name: str, error: BaseException) -> None:
+    """The next call of ``name`` (e.g. ``"imaging.grab_frame"``) raises ``error``."""
+    _FAULTS.setdefault(name, []).append(error)
+
+
+def names() -> list[str]:
+    return [c.name for c in CALLS]
+
+
+def calls(name: str) -> list[Call]:
+    return [c for c in CALLS if c.name == name]
+
+
+def _beam(voltage: float, current: float, wd: float) -> dict[str, Any]:
+    return {
+        "hv": voltage,
+        "current": current,
+        "hfw": 150e-6,
+        "max_hfw": 2e-3,
+        "wd": wd,
+        "shift": (0.0, 0.0),
+        "stig": (0.0, 0.0),
+        "rotation": 0.0,
+        "dwell": 1e-6,
+        "resolution": "1536x1024",
+        "on": True,
+    }
+
+
+def reset() -> None:
+    """Forget calls and faults; put the instrument back to its start state (SI units)."""
+    CALLS.clear()
+    _FAULTS.clear()
+    STATE.__dict__.clear()
+    STATE.__dict__.update(
+        view=1,
+        stage={"x": 0.0, "y": 0.0, "z": 0.0, "r": 0.0, "t": 0.0},
+        stage_cs="Raw",
+        beams={"electron_beam": _beam(2e3, 50e-12, 4e-3), "ion_beam": _beam(30e3, 300e-12, 16.5e-3)},
+        has_needle=True,
+        needle={"x": 0.0, "y": 0.0, "z": 0.0},
+        inserted=False,
+        patterns=[],
+        mode="Serial",
+        application_file="Si",
+        pattern_beam=1,
+        run_polls=3,  # patterning.state reads "Running" this many times after start()
+        polls_left=0,
+    )
+
+
+reset()

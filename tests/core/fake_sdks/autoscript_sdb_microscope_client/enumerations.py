@@ -1,0 +1,22 @@
+"""The enumeration values the adapter compares against (plain strings, as in AutoScript)."""
+
+
+class CoordinateSystem:
+    RAW = "Raw"
+    SPECIMEN = "Specimen"
+
+
+class ManipulatorCoordinateSystem:
+    RAW = "Raw"
+    STAGE = "Stage"
+
+
+class ManipulatorState:
+    INSERTED = "Inserted"
+    RETRACTED = "Retracted"
+
+
+class PatterningState:
+    IDLE = "Idle"
+    RUNNING = "Running"
+    PAUSED = "Paused"
