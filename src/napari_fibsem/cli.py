@@ -462,6 +462,7 @@ def _show_pictures(paths: list[Path]) -> None:
 events_app = typer.Typer(help="Event pipeline: annotated movies -> event crops (-> catalogue, training, prediction).",
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(events_app, name="events")
+_CATALOGUE_URI_HELP = "Catalogue: sqlite:///path or mongodb://host/db (default: events.sqlite in ROOT)."
 
 
 @events_app.command("extract")
@@ -486,15 +487,19 @@ def events_extract(
 
 
 @events_app.command("index")
-def events_index(root: Annotated[Path, typer.Argument(help="Events root written by `events extract`.")]) -> None:
-    """(Re)build the SQLite catalogue of an events root from its event.yaml files."""
-    from napari_fibsem.core.events.catalogue import Catalogue
+def events_index(
+    root: Annotated[Path, typer.Argument(help="Events root written by `events extract`.")],
+    uri: Annotated[str | None, typer.Option(help=_CATALOGUE_URI_HELP)] = None,
+) -> None:
+    """(Re)build the catalogue of an events root (SQLite or MongoDB) from its event.yaml files."""
+    from napari_fibsem.core.events.catalogue import open_catalogue
 
     try:
-        n = Catalogue(root).rebuild()
-    except (ValueError, OSError) as e:
+        cat = open_catalogue(root, uri)
+        n = cat.rebuild()
+    except (ValueError, ImportError, OSError) as e:
         _fail(str(e))
-    typer.echo(f"indexed {n} event(s) in {root / 'events.sqlite'}")
+    typer.echo(f"indexed {n} event(s) in {getattr(cat, 'db_path', cat)}")
 
 
 @events_app.command("set")
@@ -504,9 +509,10 @@ def events_set(
     where: Annotated[list[str] | None, typer.Option("--where", help="key=value (repeat; value a,b = any of; key>=v, key<=v ranges).")] = None,
     split: Annotated[str, typer.Option(help="train,val,test fractions.")] = "0.7,0.15,0.15",
     seed: Annotated[int, typer.Option(help="Seed of the grouped split.")] = 0,
+    uri: Annotated[str | None, typer.Option(help=_CATALOGUE_URI_HELP)] = None,
 ) -> None:
     """A training set from a query, split by source movie; the same query reuses its folder."""
-    from napari_fibsem.core.events.catalogue import Catalogue
+    from napari_fibsem.core.events.catalogue import open_catalogue
     from napari_fibsem.core.events.training_sets import read_set, training_set
 
     query: dict = {}
@@ -524,11 +530,126 @@ def events_set(
             else:
                 raise ValueError(f"--where {item!r}: expected key=value, key>=value or key<=value")
         fractions = tuple(float(v) for v in split.split(","))
-        folder = training_set(Catalogue(root), query, out, fractions, seed)  # type: ignore[arg-type]
-    except (ValueError, OSError) as e:
+        folder = training_set(open_catalogue(root, uri), query, out, fractions, seed)  # type: ignore[arg-type]
+    except (ValueError, ImportError, OSError) as e:
         _fail(str(e))
     sizes = {k: len(v) for k, v in read_set(folder)["events"].items()}
     typer.echo(f"{folder}: " + ", ".join(f"{k} {v}" for k, v in sizes.items()))
+
+
+@events_app.command("train")
+def events_train(
+    settings: Annotated[Path, typer.Argument(help="Event settings YAML (deep-events keys; see examples/event_settings.yaml).")],
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (replaces output: of the settings).")] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (replaces device:).")] = None,
+) -> None:
+    """Train an event heatmap U-Net: best.pt (threshold chosen on val), performance.yaml (test scores). Ctrl-C stops."""
+    import signal
+
+    from tqdm import tqdm
+
+    from napari_fibsem.core.events.settings import load_settings, parse_settings
+    from napari_fibsem.core.events.train import train_events
+    from napari_fibsem.core.training.progress import StopFlag, TrainingError
+
+    try:
+        cfg = load_settings(settings)
+        if out is not None or device is not None:
+            data = {**cfg.model_dump(), **({"output": out} if out is not None else {}),
+                    **({"device": device} if device is not None else {})}  # fmt: skip
+            cfg = parse_settings(data, source=f"{settings} (with the command-line options)")
+    except ValueError as e:
+        _fail(str(e))
+    bar = None
+    stop = StopFlag()
+
+    def on_progress(p) -> None:
+        nonlocal bar
+        if p.phase == "setup":
+            tqdm.write(p.message)
+        if bar is None:
+            bar = tqdm(total=p.total, unit="step", dynamic_ncols=True)
+        bar.n = p.step
+        bar.set_description(f"epoch {p.epoch}/{cfg.epochs}")
+        post = {"loss": f"{p.loss:.4f}"} if p.loss is not None else {}
+        if p.metrics.get("val_loss") is not None:
+            post["val_loss"] = f"{p.metrics['val_loss']:.4f}"
+        bar.set_postfix(post, refresh=True)
+        if p.phase == "validate" and p.message:
+            tqdm.write(p.message)
+
+    def on_sigint(signum, frame) -> None:
+        tqdm.write("stopping after this step (Ctrl-C again to kill)")
+        stop.set()
+        signal.signal(signal.SIGINT, previous)
+
+    previous = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        result = train_events(cfg, on_progress=on_progress, should_stop=stop, write=tqdm.write)
+    except (ValueError, ImportError, OSError, TrainingError) as e:
+        _fail(str(e))
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        if bar is not None:
+            bar.close()
+    if result.cancelled:
+        typer.echo(f"stopped after {result.epochs_completed} epoch(s); no bundle written")
+        raise typer.Exit(code=130)
+    v, t = result.val, result.test
+    typer.echo(f"threshold {result.threshold:.2f}: val F{cfg.beta:g} {v['fbeta']:.3f} "
+               f"(precision {v['precision']:.3f}, recall {v['recall']:.3f}, {v['events']} events)")  # fmt: skip
+    if t is not None:
+        typer.echo(f"test: precision {t['precision']:.3f}, recall {t['recall']:.3f}, F1 {t['f1']:.3f} "
+                   f"(chance {t['chance_f1']:.3f}; {t['events']} events in {t['crops']} crops)")  # fmt: skip
+    typer.echo(f"wrote {result.best_path} and {result.performance_path}")
+
+
+@events_app.command("predict")
+def events_predict(
+    movie: Annotated[Path, typer.Argument(help="TIFF/OME-TIFF movie: T, [C,] Y, X.")],
+    model: Annotated[Path, typer.Option("--model", "-m", help="Event bundle (best.pt from `events train`).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for <name>_scores.tif and <name>_events.csv.")],
+    threshold: Annotated[float | None, typer.Option(min=0, max=1, help="Event threshold (default: the bundle's, chosen on val).")] = None,
+    tile: Annotated[int, typer.Option(min=16, help="Score frames in overlapping tiles of this size (px).")] = 256,
+    overlap: Annotated[int, typer.Option(min=0, help="Tile overlap (px), blended smoothly.")] = 32,
+    batch_size: Annotated[int, typer.Option(min=1, help="Tiles per network call.")] = 8,
+    device: Annotated[str | None, typer.Option(help="cpu, cuda, cuda:1 ... (default: CUDA when available).")] = None,
+) -> None:
+    """Score every frame of a movie with an event model; write the score map and the events (napari points CSV)."""
+    from napari_fibsem.core.events.predict import predict_file
+    from napari_fibsem.core.models import ModelLoadError
+
+    bar = _ImageBar()
+    try:
+        result, paths = predict_file(movie, model, out, threshold=threshold, tile=tile, overlap=overlap,
+                                     batch_size=batch_size, device=device, on_progress=bar.update)  # fmt: skip
+    except (ModelLoadError, ValueError, OSError, RuntimeError) as e:
+        _fail(str(e))
+    finally:
+        bar.close()
+    typer.echo(f"{len(result.events)} event(s) at threshold {result.threshold:.2f}; wrote {paths['events']} and {paths['scores']}")
+
+
+@events_app.command("schedule")
+def events_schedule(
+    settings: Annotated[list[Path] | None, typer.Argument(help="Event settings YAMLs, run in this order (e.g. settings/*.yaml).")] = None,
+    queue: Annotated[Path | None, typer.Option("--queue", help="Folder of the queue file (default: the first settings file's folder).")] = None,
+    gpus: Annotated[int | None, typer.Option(min=0, help="Runs at once, one per GPU (default: every GPU torch sees; 0: CPU only).")] = None,
+    retry_failed: Annotated[bool, typer.Option("--retry-failed", help="Run failed items again too.")] = False,
+) -> None:
+    """A resumable queue of `events train` runs: re-running skips finished ones and restarts interrupted ones."""
+    from napari_fibsem.core.events.schedule import ScheduleError, schedule
+
+    try:
+        items = schedule(settings or [], queue, gpus=gpus, retry_failed=retry_failed, write=typer.echo)
+    except ScheduleError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        raise typer.Exit(code=130) from None
+    for item in items:
+        typer.echo(f"{item.state.value:<8} {item.settings}" + (f" -> {item.output}" if item.output else ""))
+    if any(i.state.value == "failed" for i in items):
+        raise typer.Exit(code=1)
 
 
 engine_app = typer.Typer(help="The data engine: detections and corrections logged during runs.", no_args_is_help=True)

@@ -8,6 +8,9 @@ re-indexes from the ``event.yaml`` files and is idempotent. Queries match on the
 - ``{cell_line: cos7}``: equality; a list in the record matches when it contains the value;
 - ``{cell_line: [cos7, hela]}``: any of these;
 - ``{fps: {min: 1, max: 10}}``, ``{date: {min: 2026-01-01}}``: inclusive ranges (dates as ISO text).
+
+``open_catalogue(root, uri)`` picks the backend from a URI: SQLite (the default, or ``sqlite:///path``)
+or MongoDB (``mongodb://...``, ``catalogue_mongo.py``, needs pymongo) with the same interface.
 """
 
 from __future__ import annotations
@@ -17,7 +20,7 @@ import sqlite3
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
@@ -31,6 +34,39 @@ CREATE TABLE IF NOT EXISTS events (
 
 class CatalogueError(ValueError):
     """A catalogue query or an event file is invalid; the message says which."""
+
+
+class EventIndex(Protocol):
+    """What every catalogue backend offers (SQLite ``Catalogue``, ``MongoCatalogue``)."""
+
+    root: Path
+
+    def add(self, folders: list[Path]) -> int: ...
+    def rebuild(self) -> int: ...
+    def __len__(self) -> int: ...
+    def find(self, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
+
+
+def open_catalogue(root: str | Path, uri: str | None = None) -> EventIndex:
+    """The catalogue of ``root`` in the database ``uri`` names.
+
+    ``None``: ``events.sqlite`` beside the events; ``sqlite:///relative/path`` or
+    ``sqlite:////absolute/path``: that SQLite file; ``mongodb://...`` or ``mongodb+srv://...``: a MongoDB
+    server (database from the URI's path, else ``napari_fibsem``).
+    """
+    if uri is None:
+        return Catalogue(root)
+    if uri.startswith("sqlite:///"):
+        return Catalogue(root, uri[len("sqlite:///") :] or None)
+    if uri.startswith(("mongodb://", "mongodb+srv://")):
+        from napari_fibsem.core.events.catalogue_mongo import MongoCatalogue
+
+        return MongoCatalogue(root, uri)
+    scheme = uri.split("://", 1)[0] + "://" if "://" in uri else repr(uri)
+    raise CatalogueError(
+        f"unsupported catalogue URI {scheme}: use sqlite:///path/to/events.sqlite, mongodb://host[:port][/database] "
+        "or mongodb+srv://host[/database] (or no URI for events.sqlite beside the events)"
+    )
 
 
 class Catalogue:
@@ -55,17 +91,7 @@ class Catalogue:
 
     # -- writing --------------------------------------------------------------------------------
     def _row(self, event_yaml: Path) -> tuple[str, str, str, str, str, str]:
-        try:
-            rec = yaml.safe_load(event_yaml.read_text())
-        except (OSError, yaml.YAMLError) as e:
-            raise CatalogueError(f"{event_yaml}: cannot read the event record ({e})") from None
-        if not isinstance(rec, Mapping) or "id" not in rec or "label" not in rec:
-            raise CatalogueError(f"{event_yaml}: not an event record (needs id and label)")
-        folder = event_yaml.parent
-        dataset = folder.parent.relative_to(self.root).as_posix() if self.root in folder.parents else folder.parent.name
-        rec = {**rec, "dataset": dataset}
-        return (str(rec["id"]), dataset, str(rec["label"]), str(rec.get("source", "")), str(folder),
-                json.dumps(rec, default=str))  # fmt: skip
+        return event_row(self.root, event_yaml)
 
     def add(self, folders: list[Path]) -> int:
         """Index (or re-index) these event folders."""
@@ -100,6 +126,21 @@ class Catalogue:
             if all(_matches(_lookup(rec, k), v) for k, v in query.items()):
                 out.append(rec)
         return out
+
+
+def event_row(root: Path, event_yaml: Path) -> tuple[str, str, str, str, str, str]:
+    """``(id, dataset, label, source, folder, record as JSON)`` of one event file, as every backend stores it."""
+    try:
+        rec = yaml.safe_load(event_yaml.read_text())
+    except (OSError, yaml.YAMLError) as e:
+        raise CatalogueError(f"{event_yaml}: cannot read the event record ({e})") from None
+    if not isinstance(rec, Mapping) or "id" not in rec or "label" not in rec:
+        raise CatalogueError(f"{event_yaml}: not an event record (needs id and label)")
+    folder = event_yaml.parent
+    dataset = folder.parent.relative_to(root).as_posix() if root in folder.parents else folder.parent.name
+    rec = {**rec, "dataset": dataset}
+    return (str(rec["id"]), dataset, str(rec["label"]), str(rec.get("source", "")), str(folder),
+            json.dumps(rec, default=str))  # fmt: skip
 
 
 def _lookup(rec: Mapping[str, Any], key: str) -> Any:

@@ -1,8 +1,9 @@
 """Point annotations exported by napari: ``index, axis-0, ..., axis-N`` or named columns.
 
 Three axes mean (frame, y, x); four mean (frame, channel, y, x). The named form uses ``frame``
-(or ``t``), optional ``channel`` (or ``c``), ``y`` and ``x``. Everything else is an error naming
-the file, so a CSV from another tool is never half-understood.
+(or ``t``), optional ``channel`` (or ``c``), ``y`` and ``x``. A ``score`` column (what ``events
+predict`` writes) is ignored, so predictions can be corrected and fed back as annotations.
+Everything else is an error naming the file, so a CSV from another tool is never half-understood.
 """
 
 from __future__ import annotations
@@ -65,7 +66,7 @@ def read_points(path: str | Path) -> list[EventPoint]:
 def _columns(header: list[str], path: Path) -> dict[str, int]:
     axes = sorted((int(h.split("-")[1]), i) for i, h in enumerate(header) if h.startswith("axis-") and h[5:].isdigit())
     if axes:
-        extra = [h for h in header if not h.startswith("axis-") and h != "index"]
+        extra = [h for h in header if not h.startswith("axis-") and h not in ("index", "score")]
         if extra:
             raise PointsError(f"{path}: unexpected column(s) {extra} beside napari's axis-N columns")
         if [a for a, _ in axes] != list(range(len(axes))) or len(axes) not in (3, 4):

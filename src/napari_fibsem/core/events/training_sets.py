@@ -17,19 +17,22 @@ import numpy as np
 import yaml
 
 from napari_fibsem.core._atomic import atomic_write_text
-from napari_fibsem.core.events.catalogue import Catalogue, CatalogueError
+from napari_fibsem.core.events.catalogue import CatalogueError, EventIndex
 
 SET_FILE = "set.yaml"
 
 
 def training_set(
-    catalogue: Catalogue,
+    catalogue: EventIndex,
     query: Mapping[str, Any] | None,
     out_root: str | Path,
     split: tuple[float, float, float] = (0.7, 0.15, 0.15),
     seed: int = 0,
 ) -> Path:
-    """The folder of the set matching ``query``: ``set.yaml`` lists the event ids per split."""
+    """The folder of the set matching ``query``: ``set.yaml`` lists the event ids per split.
+
+    ``catalogue`` is any backend (``Catalogue``, ``MongoCatalogue``, see ``open_catalogue``).
+    """
     if len(split) != 3 or any(s < 0 for s in split) or not abs(sum(split) - 1) < 1e-6:
         raise CatalogueError(f"split must be three fractions (train, val, test) summing to 1, got {split}")
     query = dict(query or {})

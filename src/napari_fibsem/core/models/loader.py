@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from napari_fibsem.core.models.base import SegmentationModel
+from napari_fibsem.core.models.base import ModelLoadError, SegmentationModel
 from napari_fibsem.core.models.formats import sniff
 from napari_fibsem.core.models.registry import BackendUnavailableError, get_backend
 
@@ -42,6 +42,11 @@ def load_model(
             from napari_fibsem.core.models.bundle import describe_torch_payload, load_torch_payload
 
             metadata, state_dict = describe_torch_payload(load_torch_payload(path), path)
+            if metadata.backend == "events":
+                raise ModelLoadError(
+                    f"{path}: an event-detection model (napari-fibsem events train), not a segmentation "
+                    "model; use it with `napari-fibsem events predict` or the Detect events widget"
+                )
             cls = _backend_for(metadata.backend, path)
             if hasattr(cls, "from_metadata"):
                 return cls.from_metadata(metadata, state_dict, source=path, device=device, **options)

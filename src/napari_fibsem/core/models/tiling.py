@@ -2,7 +2,8 @@
 
 Networks with a downsampling encoder need sizes divisible by their stride, and a 3072x2048 frame
 may not fit in memory at once. Any backend that can run a float32 ``N x 1 x h x w`` batch gets both
-from here, so the ONNX and torch paths blend tiles the same way.
+from here, so the ONNX and torch paths blend tiles the same way; multi-channel inputs (the event
+heatmap net's frame windows, ``N x Cin x h x w``) go through the same code.
 """
 
 from __future__ import annotations
@@ -20,19 +21,20 @@ Pads = tuple[int, int, int, int]
 
 
 def pad_to_multiple(image: np.ndarray, stride: int) -> tuple[np.ndarray, Pads]:
-    """Reflect-pad a 2D ``image`` so both sides are multiples of ``stride`` (padding split evenly).
+    """Reflect-pad the last two axes of ``image`` to multiples of ``stride`` (padding split evenly).
 
     Reflection keeps edge statistics close to the real image; zero padding makes a fake dark border
-    that a FIB-SEM model may read as a trench.
+    that a FIB-SEM model may read as a trench. Leading axes (frames, channels) are left alone.
     """
-    h, w = image.shape
+    h, w = image.shape[-2:]
     ph = -h % stride
     pw = -w % stride
     pads: Pads = (ph // 2, ph - ph // 2, pw // 2, pw - pw // 2)
     if ph == 0 and pw == 0:
         return image, pads
     mode = "reflect" if h > 1 and w > 1 else "edge"
-    padded = np.pad(image, ((pads[0], pads[1]), (pads[2], pads[3])), mode=mode)
+    widths = [(0, 0)] * (image.ndim - 2) + [(pads[0], pads[1]), (pads[2], pads[3])]
+    padded = np.pad(image, widths, mode=mode)
     return padded, pads
 
 
@@ -95,12 +97,19 @@ def predict_tiled(
     stride: int,
     batch_size: int = 4,
 ) -> np.ndarray:
-    """Class probabilities ``C x H x W`` for a normalised 2D ``image`` whose sides are multiples of ``stride``.
+    """Class probabilities for a normalised ``image`` whose sides are multiples of ``stride``.
 
-    ``overlap`` is a fraction of the tile (0.25 -> neighbours share a quarter of a tile); the
-    overlapping parts are averaged with :func:`blend_window` weights so no seams show.
+    ``image`` is one ``H x W`` image (``infer`` gets ``N x 1 x h x w`` tiles; returns ``C x H x W``)
+    or a batch ``B x Cin x H x W`` of multi-channel images (``N x Cin x h x w`` tiles, tiles of
+    several images share a network call; returns ``B x C x H x W``). ``overlap`` is a fraction of
+    the tile (0.25 -> neighbours share a quarter of a tile); the overlapping parts are averaged
+    with :func:`blend_window` weights so no seams show.
     """
-    h, w = image.shape
+    single = image.ndim == 2
+    images = image[None, None] if single else image
+    if images.ndim != 4:
+        raise ValueError(f"expected an H x W image or a B x C x H x W batch, got shape {image.shape}")
+    b, h, w = images.shape[0], images.shape[-2], images.shape[-1]
     tile = effective_tile_size(tile_size, stride)
     th, tw = min(tile, h), min(tile, w)
     ov = int(round(overlap * tile))
@@ -109,16 +118,18 @@ def predict_tiled(
     wy = {y: blend_window(th, ov, y > 0, y + th < h) for y in ys}
     wx = {x: blend_window(tw, ov, x > 0, x + tw < w) for x in xs}
 
-    acc = np.zeros((num_classes, h, w), dtype=np.float32)
-    weight = np.zeros((h, w), dtype=np.float32)
-    origins = [(y, x) for y in ys for x in xs]
-    for i in range(0, len(origins), max(1, batch_size)):
-        chunk = origins[i : i + max(1, batch_size)]
-        batch = np.stack([image[y : y + th, x : x + tw] for y, x in chunk])[:, None]
+    acc = np.zeros((b, num_classes, h, w), dtype=np.float32)
+    weight = np.zeros((h, w), dtype=np.float32)  # the same for every image of the batch
+    for y in ys:
+        for x in xs:
+            weight[y : y + th, x : x + tw] += np.outer(wy[y], wx[x])
+    origins = [(i, y, x) for i in range(b) for y in ys for x in xs]
+    step = max(1, batch_size)
+    for start in range(0, len(origins), step):
+        chunk = origins[start : start + step]
+        batch = np.stack([images[i, :, y : y + th, x : x + tw] for i, y, x in chunk])
         probs = infer(np.ascontiguousarray(batch, dtype=np.float32))
-        for (y, x), p in zip(chunk, probs, strict=True):
-            win = np.outer(wy[y], wx[x])
-            acc[:, y : y + th, x : x + tw] += p * win
-            weight[y : y + th, x : x + tw] += win
+        for (i, y, x), p in zip(chunk, probs, strict=True):
+            acc[i, :, y : y + th, x : x + tw] += p * np.outer(wy[y], wx[x])
     acc /= weight
-    return acc
+    return acc[0] if single else acc
