@@ -22,7 +22,8 @@ def run(*args, ok=True):
 
 def test_every_command_has_help():
     main = run("--help").stdout
-    commands = ["synth", "check", "view", "demo", "version", "import-dataset", "predict", "objects", "detect", "evaluate"]
+    commands = ["synth", "check", "view", "demo", "version", "import-dataset", "predict", "objects", "detect", "evaluate",
+                "closed-loop"]  # fmt: skip
     for c in commands:
         assert c in main
         assert "Usage" in run(c, "--help").stdout
@@ -45,7 +46,8 @@ def test_check_reports_bad_labels(tmp_path):
 
 
 def test_demo_headless(tmp_path):
-    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "5", "--size", "64x96", "--epochs", "2", "--no-viewer")
+    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "5", "--size", "64x96", "--epochs", "2",
+              "--loop-scenes", "8", "--loop-epochs", "1", "--no-viewer")  # fmt: skip
     assert "demo outputs in" in out.stdout and "labels valid" in out.stdout
     assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 5
     # trained, then predicted and scored scenes it never saw
@@ -54,8 +56,13 @@ def test_demo_headless(tmp_path):
     assert len(unseen) == 2 and sorted(p.name for p in (tmp_path / "demo" / "unseen_predicted").glob("*.tif")) == unseen
     assert "4. predicted 2 unseen scenes: wrote 2 label file(s)" in out.stdout
     assert "mean foreground IoU" in out.stdout
-    run("demo", "--out", str(tmp_path / "demo"), "--n", "1", "--size", "64x96", "--epochs", "0", "--no-viewer")  # re-run replaces
-    assert not (tmp_path / "demo" / "run").exists()
+    # the closed loop runs to its report even with a barely trained model (1 epoch, 8 images)
+    loop = tmp_path / "demo" / "closed_loop"
+    assert "6. closed loop: 8 simulator images" in out.stdout and "8b. supervised: lamella" in out.stdout
+    assert (loop / "report.md").is_file() and (loop / "engine" / "detections.csv").is_file()
+    run("demo", "--out", str(tmp_path / "demo"), "--n", "1", "--size", "64x96", "--epochs", "0", "--loop-epochs", "0",
+        "--no-viewer")  # re-run replaces  # fmt: skip
+    assert not (tmp_path / "demo" / "run").exists() and not loop.exists()
     assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 1
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
@@ -138,3 +145,8 @@ def test_engine_summary_and_export(tmp_path):
     out = run("engine", "export", str(tmp_path / "eng"), "--out", str(tmp_path / "cur")).stdout
     assert (tmp_path / "cur" / "test_keypoints.csv").exists() and len(list((tmp_path / "cur" / "train").glob("*.tif"))) == 1
     assert "no detections.csv" in run("engine", "summary", str(tmp_path), ok=False).stderr
+
+
+def test_closed_loop_names_a_missing_model(tmp_path):
+    out = run("closed-loop", "--model", str(tmp_path / "nope.pt"), "--out", str(tmp_path / "cl"), ok=False)
+    assert "nope.pt" in out.stderr and not (tmp_path / "cl" / "report.md").exists()

@@ -178,15 +178,19 @@ def demo(
     n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic training scenes.")] = 12,
     size: Annotated[str, typer.Option(help="Image size HEIGHTxWIDTH.")] = "1024x1536",
     epochs: Annotated[int, typer.Option(min=0, help="Training epochs (0: skip training and prediction).")] = 6,
+    loop_scenes: Annotated[int, typer.Option(min=4, help="Simulator images to train the closed loop's model on.")] = 48,
+    loop_epochs: Annotated[int, typer.Option(min=0, help="Epochs for the closed loop's model (0: skip the closed loop).")] = 5,
     viewer: Annotated[bool, typer.Option("--viewer/--no-viewer", help="Open napari when a display exists.")] = True,
 ) -> None:
-    """The end-to-end demo on synthetic data: dataset, training, prediction on unseen scenes, scores;
-    opens napari on the result when a display exists."""
+    """The end-to-end demo on synthetic data: dataset, training, prediction on unseen scenes, scores,
+    then the closed alignment loop on the simulator with a trained model and its report; opens napari
+    on the result when a display exists."""
     from napari_fibsem.core.training.progress import TrainingError
     from napari_fibsem.demo import run_demo
 
     try:
-        result = run_demo(out, n=n, size=_parse_size(size), epochs=epochs, write=typer.echo)
+        result = run_demo(out, n=n, size=_parse_size(size), epochs=epochs, write=typer.echo,
+                          loop_scenes=loop_scenes, loop_epochs=loop_epochs)  # fmt: skip
     except (ValueError, TrainingError) as e:
         _fail(str(e))
     typer.echo(f"demo outputs in {result.out.resolve()}")
@@ -659,15 +663,12 @@ app.add_typer(engine_app, name="engine")
 @engine_app.command("summary")
 def engine_summary(root: Annotated[Path, typer.Argument(help="Data-engine root (holds detections.csv).")]) -> None:
     """Correction rate per feature: how often a person had to move the model's point."""
-    from napari_fibsem.core.engine import DataEngine
+    from napari_fibsem.core.engine import DataEngine, format_summary
 
     if not (root / "detections.csv").is_file():
         _fail(f"{root}: no detections.csv here")
-    rows = DataEngine(root).summary()
-    typer.echo(f"{'feature':<28}{'n':>6}{'found':>7}{'corrected':>11}{'rate':>8}{'median px':>11}")
-    for r in rows:
-        typer.echo(f"{r['feature']:<28}{r['n']:>6}{r['found']:>7}{r['corrected']:>11}"
-                   f"{100 * r['correction_rate']:>7.1f}%{r['median_correction_px']:>11.1f}")  # fmt: skip
+    for line in format_summary(DataEngine(root).summary()):
+        typer.echo(line)
 
 
 @engine_app.command("export")
@@ -682,6 +683,26 @@ def engine_export(
         _fail(f"{root}: no detections.csv here")
     paths = DataEngine(root).export(out)
     typer.echo(f"training candidates: {paths['train']}; test keypoints: {paths['test_keypoints']} (images in {paths['test']})")
+
+
+@app.command("closed-loop")
+def closed_loop_cmd(
+    model: Annotated[Path, typer.Option("--model", "-m", help="Segmentation checkpoint that finds the lamella.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the engine log, figures and report.md.")],
+    world: Annotated[int, typer.Option(help="Simulated world (seed) to align in.")] = 0,
+    wrong_by: Annotated[int, typer.Option(help="Pixels the supervised run's model is deliberately off by.")] = 40,
+) -> None:
+    """Align a lamella on the simulator with MODEL: unsupervised, then supervised with a wrong model
+    that a scripted person corrects; writes the report and the data-engine log."""
+    from napari_fibsem.core.closed_loop import closed_loop
+
+    try:
+        runs, report = closed_loop(model, out, world_seed=world, wrong_by_px=wrong_by, write=typer.echo)
+    except ValueError as e:  # ModelLoadError included
+        _fail(str(e))
+    typer.echo(f"report: {report}")
+    if not all(r.converged for r in runs):
+        raise typer.Exit(1)
 
 
 @app.command()

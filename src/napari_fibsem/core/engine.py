@@ -190,6 +190,15 @@ class DataEngine:
         return {"train": train, "test": test, "test_keypoints": csv_path}
 
 
+def format_summary(rows: list[dict[str, Any]]) -> list[str]:
+    """:meth:`DataEngine.summary` as aligned text lines (the CLI and the closed-loop report)."""
+    lines = [f"{'feature':<28}{'n':>6}{'found':>7}{'corrected':>11}{'rate':>8}{'median px':>11}"]
+    for r in rows:
+        lines.append(f"{r['feature']:<28}{r['n']:>6}{r['found']:>7}{r['corrected']:>11}"
+                     f"{100 * r['correction_rate']:>7.1f}%{r['median_correction_px']:>11.1f}")  # fmt: skip
+    return lines
+
+
 def _last_byte(path: Path, size: int) -> bytes:
     with open(path, "rb") as f:
         f.seek(size - 1)
