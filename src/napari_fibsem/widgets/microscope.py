@@ -1,24 +1,34 @@
-"""Drive a microscope (the simulator by default) from napari: acquire, move, save and restore states.
+"""Drive a microscope (the simulator by default) from napari: acquire, move, mill, save and restore states.
 
 A thin view over :mod:`napari_fibsem.core.microscope`. Every instrument call runs in a worker
 thread (a real stage move takes seconds) and the buttons are disabled meanwhile; the result comes
-back to the UI thread. Double-clicking an image moves the stage so the clicked point comes to the
-centre (``stable_move``). A move the core refuses as too large asks the person and is retried with
-``confirm=True`` only if they agree.
+back to the UI thread, followed by a fresh stage readout read in the same worker. While connected
+and idle, a timer re-reads the stage every 2 s (optional), also in a worker.
+
+Images go into one layer per beam (``layer_name``) scaled by their pixel size, so world units are
+metres; with both beams acquired the ion image sits to the right of the electron image. Milling
+patterns are drawn in a Shapes layer on the ion image (``_milling_panel``). Double-clicking an
+image moves the stage so the clicked point comes to the centre (``stable_move``). A move the core
+refuses as too large asks the person and is retried with ``confirm=True`` only if they agree.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import numpy as np
+from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
     QFormLayout,
+    QGroupBox,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -30,6 +40,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem.core.microscope import (
+    BeamType,
     ConfirmationRequired,
     ImageSettings,
     Microscope,
@@ -39,9 +50,15 @@ from napari_fibsem.core.microscope import (
     connect,
 )
 from napari_fibsem.widgets._common import start_worker
+from napari_fibsem.widgets._milling_panel import MillingPanel, metre_units
 
 if TYPE_CHECKING:
     import napari
+
+
+BOTH = "both"
+STAGE_REFRESH_MS = 2000
+_GAP = 0.05  # the ion image sits this fraction of the electron image's width to its right
 
 
 def layer_name(beam: str) -> str:
@@ -49,7 +66,7 @@ def layer_name(beam: str) -> str:
 
 
 class MicroscopeWidget(QWidget):
-    """Connect, acquire in either beam, move the stage, keep a list of saved states."""
+    """Connect, acquire in one or both beams, move the stage, mill, keep a list of saved states."""
 
     def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -57,6 +74,9 @@ class MicroscopeWidget(QWidget):
         self.microscope: Microscope | None = None
         self.states: list[MicroscopeState] = []
         self._worker: Any = None
+        self.task: str | None = None  # what the running worker does ("milling", ...)
+        self._calls = 0  # instrument calls started; a stage readout older than the last is dropped
+        self._reading_stage = False
         self.ask_confirmation: Callable[[str], bool] = self._ask
 
         self.connect_button = QPushButton("Connect simulator")
@@ -64,7 +84,7 @@ class MicroscopeWidget(QWidget):
         self.config_button = QPushButton("Connect from config…")
         self.config_button.clicked.connect(self._choose_config)
         self.beam = QComboBox()
-        self.beam.addItems(["electron", "ion"])
+        self.beam.addItems(["electron", "ion", BOTH])
         self.hfw = QDoubleSpinBox(decimals=1, minimum=1.0, maximum=3000.0, value=150.0, suffix=" µm")
         self.width = QSpinBox(minimum=64, maximum=6144, value=1536, singleStep=128)
         self.height = QSpinBox(minimum=64, maximum=4096, value=1024, singleStep=128)
@@ -73,8 +93,17 @@ class MicroscopeWidget(QWidget):
         self.dx = QDoubleSpinBox(decimals=2, minimum=-5000, maximum=5000, suffix=" µm")
         self.dy = QDoubleSpinBox(decimals=2, minimum=-5000, maximum=5000, suffix=" µm")
         self.move_button = QPushButton("Move stage by (dx, dy)")
-        self.move_button.clicked.connect(lambda: self.move_relative(self.dx.value() * 1e-6, self.dy.value() * 1e-6))
+        self.move_button.clicked.connect(
+            lambda: self.move_relative(self.dx.value() * 1e-6, self.dy.value() * 1e-6)
+        )
         self.stage_label = QLabel("stage: –")
+        self.stage_label.setWordWrap(True)
+        self.live_stage = QCheckBox(f"Refresh the stage readout every {STAGE_REFRESH_MS / 1000:g} s")
+        self.live_stage.setChecked(True)
+        self.live_stage.toggled.connect(self._live_toggled)
+        self.stage_timer = QTimer(self)
+        self.stage_timer.setInterval(STAGE_REFRESH_MS)
+        self.stage_timer.timeout.connect(self.refresh_stage)
         self.save_state_button = QPushButton("Save state")
         self.save_state_button.clicked.connect(self.save_state)
         self.restore_button = QPushButton("Restore selected")
@@ -82,6 +111,7 @@ class MicroscopeWidget(QWidget):
         self.state_list = QListWidget()
         self.status = QLabel("Not connected. Double-click an acquired image to centre that point.")
         self.status.setWordWrap(True)
+        self.milling = MillingPanel(self)
 
         layout = QVBoxLayout(self)
         row = QHBoxLayout()
@@ -104,6 +134,10 @@ class MicroscopeWidget(QWidget):
         layout.addLayout(move)
         layout.addWidget(self.move_button)
         layout.addWidget(self.stage_label)
+        layout.addWidget(self.live_stage)
+        box = QGroupBox("Milling (draw in the 'milling patterns' layer on the ion image)")
+        QVBoxLayout(box).addWidget(self.milling)
+        layout.addWidget(box)
         row = QHBoxLayout()
         row.addWidget(self.save_state_button)
         row.addWidget(self.restore_button)
@@ -122,9 +156,12 @@ class MicroscopeWidget(QWidget):
         if self.busy:
             return
         self.status.setText(f"{what}…")
+        self.task = what
+        self._calls += 1
 
         def finish(outcome: tuple[Any, BaseException | None, Any]) -> None:
             self._worker = None
+            self.task = None
             result, error, stage = outcome
             self._update_buttons()
             if isinstance(error, ConfirmationRequired) and self.ask_confirmation(str(error)):
@@ -152,13 +189,43 @@ class MicroscopeWidget(QWidget):
         self._worker = start_worker(guarded, on_returned=finish)
         self._update_buttons()
 
+    def refresh_stage(self) -> None:
+        """Re-read the stage in a worker (the timer calls this); only while connected and idle,
+        one read at a time, and a reading is dropped if an instrument call started meanwhile."""
+        m = self.microscope
+        if m is None or not m.connected or self.busy or self._reading_stage:
+            return
+        self._reading_stage = True
+        calls = self._calls
+
+        def read() -> StagePosition | MicroscopeError:
+            try:
+                return m.get_stage_position()
+            except MicroscopeError as e:
+                return e
+
+        def shown(s: StagePosition | MicroscopeError | None) -> None:
+            self._reading_stage = False
+            if not self.busy and calls == self._calls and m is self.microscope:
+                self._show_stage(s)
+
+        start_worker(read, on_returned=shown, on_errored=lambda _e: shown(None))
+
+    def _live_toggled(self, on: bool) -> None:
+        if on and self.microscope is not None:
+            self.stage_timer.start()
+        else:
+            self.stage_timer.stop()
+
     def _ask(self, message: str) -> bool:
         answer = QMessageBox.question(self, "Large move", f"{message}\n\nMove anyway?")
         return answer == QMessageBox.StandardButton.Yes
 
     # -- actions --------------------------------------------------------------------------------
     def _choose_config(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Microscope configuration (YAML)", filter="YAML (*.yaml *.yml)")
+        path, _ = QFileDialog.getOpenFileName(
+            self, "Microscope configuration (YAML)", filter="YAML (*.yaml *.yml)"
+        )
         if path:
             self.connect_microscope(Path(path))
 
@@ -166,35 +233,107 @@ class MicroscopeWidget(QWidget):
         def done(m: Microscope) -> None:
             self.microscope = m
             self.status.setText(f"connected: {m.config.manufacturer}")
+            self._live_toggled(self.live_stage.isChecked())
 
         self._run("connecting", lambda: connect(config), done)
 
     def image_settings(self) -> ImageSettings:
+        """The form's settings (in the electron beam when "both" is chosen)."""
+        beam = self.beam.currentText()
         return ImageSettings(
-            resolution=(self.width.value(), self.height.value()), hfw=self.hfw.value() * 1e-6, beam=self.beam.currentText()
+            resolution=(self.width.value(), self.height.value()),
+            hfw=self.hfw.value() * 1e-6,
+            beam=BeamType.ELECTRON if beam == BOTH else beam,
         )
 
-    def acquire(self, settings: ImageSettings | None = None) -> None:
+    def settings_like(self, image) -> ImageSettings:
+        """Settings that acquire ``image`` again (from its metadata; else the form's, in its beam)."""
+        beam = BeamType.of(image.metadata.beam_type)
+        return _settings_of(image) or dataclasses.replace(self.image_settings(), beam=beam)
+
+    def acquire(self, settings: ImageSettings | None = None, beams: str | None = None) -> None:
+        """Acquire in ``settings.beam``, or in ``beams`` ("electron", "ion", "both"; default the
+        beam chosen in the form); both beams are acquired one after the other in one worker."""
         if self.microscope is None:
             return
-        settings = settings or self.image_settings()
         m = self.microscope
+        if settings is None:
+            choice = beams or self.beam.currentText()
+            kinds = list(BeamType) if choice == BOTH else [BeamType.of(choice)]
+            base = dataclasses.replace(self.image_settings(), beam=kinds[0])
+            wanted = [dataclasses.replace(base, beam=b) for b in kinds]
+        else:
+            wanted = [settings]
 
-        def done(image) -> None:
-            name = layer_name(settings.beam.value)
-            if name in self.viewer.layers:
-                self.viewer.layers[name].data = image.data
-                self.viewer.layers[name].metadata["fibsem_image"] = image
-            else:
-                layer = self.viewer.add_image(image.data, name=name, metadata={"fibsem_image": image})
-                layer.mouse_double_click_callbacks.append(self._on_double_click)
-                self.viewer.reset_view()
-            self.status.setText(f"acquired {settings.beam.value} image, {image.metadata.pixel_size * 1e9:.1f} nm/px")
+        def done(images: list) -> None:
+            for image in images:
+                self.show_image(image)
+            self.status.setText(
+                "acquired "
+                + ", ".join(
+                    f"{i.metadata.beam_type} image ({i.metadata.pixel_size * 1e9:.1f} nm/px)" for i in images
+                )
+            )
 
-        self._run("acquiring", lambda: m.acquire_image(settings), done)
+        self._run("acquiring", lambda: [m.acquire_image(s) for s in wanted], done)
+
+    def show_image(self, image) -> Any:
+        """Put ``image`` into its beam's layer, scaled to metres; the ion image carries the patterns."""
+        beam = image.metadata.beam_type
+        name, ps = layer_name(beam), float(image.metadata.pixel_size)
+        layers = self.viewer.layers
+        regrid = name not in layers  # a new layer, or a new size or pixel size: reset the view
+        if regrid:
+            layer = self.viewer.add_image(
+                image.data,
+                name=name,
+                scale=(ps, ps),
+                metadata={"fibsem_image": image},
+                colormap="gray",
+                **metre_units(),
+            )
+            layer.mouse_double_click_callbacks.append(self._on_double_click)
+            _show_scale_bar(self.viewer)
+        else:
+            layer = layers[name]
+            regrid = layer.data.shape != image.data.shape or not np.allclose(
+                layer.scale[-2:], ps, rtol=1e-9, atol=0
+            )
+            layer.data = image.data
+            layer.scale = (ps, ps)
+            layer.metadata["fibsem_image"] = image
+        moved = self._arrange()
+        if beam == BeamType.ION.value:
+            self.milling.attach(layer)
+        if regrid or moved:
+            self.viewer.reset_view()
+        return layer
+
+    def _arrange(self) -> bool:
+        """Put the ion image to the right of the electron image (when both exist); True if it moved."""
+        layers = self.viewer.layers
+        e, i = layer_name("electron"), layer_name("ion")
+        if i not in layers:
+            return False
+        ion = layers[i]
+        x = 0.0
+        if e in layers:
+            el = layers[e]
+            x = float(el.translate[-1] + el.data.shape[-1] * el.scale[-1] * (1 + _GAP))
+        if np.isclose(ion.translate[-1], x, rtol=1e-9, atol=0.0):
+            return False
+        ion.translate = (0.0, x)
+        return True
 
     def _on_double_click(self, layer, event) -> None:
-        self.centre_on(layer, layer.world_to_data(event.position))
+        position = layer.world_to_data(event.position)
+        h, w = layer.data.shape[-2:]
+        if not (-0.5 <= position[-2] <= h - 0.5 and -0.5 <= position[-1] <= w - 0.5):
+            self.status.setText(
+                f"double-click inside the {layer.name} image (the selected layer) to centre there"
+            )
+            return
+        self.centre_on(layer, position)
 
     def centre_on(self, layer, data_position) -> None:
         """Stable-move so the pixel ``data_position`` (row, col) of ``layer``'s image comes to the centre."""
@@ -205,7 +344,7 @@ class MicroscopeWidget(QWidget):
         row, col = data_position[-2], data_position[-1]
         ps = image.metadata.pixel_size
         dx, dy = (col - (w - 1) / 2) * ps, -(row - (h - 1) / 2) * ps
-        settings = _settings_of(image) or self.image_settings()
+        settings = self.settings_like(image)
         move = partial(self.microscope.stable_move, dx, dy, image.metadata.beam_type)
         self._run("moving", move, lambda _pos: self.acquire(settings))
 
@@ -223,7 +362,9 @@ class MicroscopeWidget(QWidget):
         def done(state: MicroscopeState) -> None:
             self.states.append(state)
             s = state.stage
-            self.state_list.addItem(f"{len(self.states)}: x {s.x * 1e6:.2f} µm, y {s.y * 1e6:.2f} µm, z {s.z * 1e6:.2f} µm")
+            self.state_list.addItem(
+                f"{len(self.states)}: x {s.x * 1e6:.2f} µm, y {s.y * 1e6:.2f} µm, z {s.z * 1e6:.2f} µm"
+            )
             self.status.setText("state saved")
 
         self._run("saving state", m.get_state, done)
@@ -252,6 +393,19 @@ class MicroscopeWidget(QWidget):
             b.setEnabled(on)
         self.connect_button.setEnabled(not self.busy)
         self.config_button.setEnabled(not self.busy)
+        self.milling.update_buttons()
+
+
+def _show_scale_bar(viewer: napari.Viewer) -> None:
+    """Show the scale bar in metres (napari >= 0.6 takes the unit from the layers)."""
+    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
+    if overlays is not None and "scale_bar" in overlays:
+        bar = overlays["scale_bar"]
+    else:
+        bar = viewer.scale_bar
+        if not metre_units():
+            bar.unit = "m"
+    bar.visible = True
 
 
 def _settings_of(image) -> ImageSettings | None:
@@ -264,4 +418,6 @@ def _settings_of(image) -> ImageSettings | None:
         settings = from_dict(ImageSettings, data)
     except (TypeError, ValueError):
         return None
-    return ImageSettings(settings.resolution, settings.dwell_time, settings.hfw, settings.beam, settings.autocontrast)
+    return ImageSettings(
+        settings.resolution, settings.dwell_time, settings.hfw, settings.beam, settings.autocontrast
+    )
