@@ -24,9 +24,17 @@ from napari_fibsem.core.microscope.errors import (
     LimitError,
     MicroscopeError,
     NotSupportedError,
+    RefusedError,
     StageTimeoutError,
 )
 from napari_fibsem.core.microscope.events import EventLog, read_events
+from napari_fibsem.core.microscope.gas import (
+    DepositionProgress,
+    DepositionResult,
+    GasInjectionSettings,
+    GasPort,
+    SputterSettings,
+)
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,
@@ -58,7 +66,11 @@ __all__ = [
     "ConfigError",
     "ConfirmationRequired",
     "ConnectionLostError",
+    "DepositionProgress",
+    "DepositionResult",
     "EventLog",
+    "GasInjectionSettings",
+    "GasPort",
     "ImageSettings",
     "LimitError",
     "LinePattern",
@@ -74,8 +86,10 @@ __all__ = [
     "Pattern",
     "PolygonPattern",
     "RectanglePattern",
+    "RefusedError",
     "SimulatedMicroscope",
     "SimulatorConfig",
+    "SputterSettings",
     "StagePosition",
     "StageTimeoutError",
     "connect",

@@ -9,6 +9,8 @@ adapters alike:
 - a translation larger than ``max_step_m`` needs ``confirm=True`` (``ConfirmationRequired``);
 - a failed call re-reads the stage, so the adapter is never in an unknown state; if even that
   fails the connection is marked lost and every call refuses until ``reconnect()``;
+- gas injection and sputter coating run only in a pumped chamber, and whatever ends them the GIS
+  valve is closed and the GIS retracted (``gas``);
 - every operation is written to the event log (JSON lines) with its arguments and outcome;
 - one operation runs at a time (a re-entrant lock), so a widget thread and a script cannot
   interleave stage moves.
@@ -29,7 +31,7 @@ from typing import Any, TypeVar
 import numpy as np
 
 from napari_fibsem.core.imageio import FibsemImage, ImageMetadata, write_image
-from napari_fibsem.core.microscope import geometry
+from napari_fibsem.core.microscope import gas, geometry
 from napari_fibsem.core.microscope.config import MicroscopeConfig
 from napari_fibsem.core.microscope.errors import (
     AcquisitionError,
@@ -38,8 +40,16 @@ from napari_fibsem.core.microscope.errors import (
     LimitError,
     MicroscopeError,
     NotSupportedError,
+    RefusedError,
 )
 from napari_fibsem.core.microscope.events import EventLog
+from napari_fibsem.core.microscope.gas import (
+    DepositionProgress,
+    DepositionResult,
+    GasInjectionSettings,
+    GasPort,
+    SputterSettings,
+)
 from napari_fibsem.core.microscope.hooks import InstrumentHooks
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
@@ -58,7 +68,7 @@ from napari_fibsem.core.microscope.structures import (
 )
 
 R = TypeVar("R")
-_REFUSALS = (LimitError, ConfirmationRequired, NotSupportedError)
+_REFUSALS = (LimitError, ConfirmationRequired, NotSupportedError, RefusedError)
 _PIXEL_SIZE_TOLERANCE = 0.01  # relative: a reported pixel size further off is logged as a warning
 
 
@@ -434,6 +444,52 @@ class Microscope(InstrumentHooks):
             else:  # what add_note() does (Python >= 3.11); _op puts notes into its message
                 error.__notes__ = [*getattr(error, "__notes__", ()), note]
 
+    # -- gas injection, sputter coating (the sequences are in ``gas``) ------------------------
+
+    def gas_ports(self) -> list[GasPort]:
+        """Every GIS port: name, inserted, valve open, temperature (K), ready."""
+        return self._op("gas_ports", {}, lambda: gas.read_ports(self))
+
+    def insert_gis(self, port: str, position: str | None = None) -> GasPort:
+        return self._op(
+            "insert_gis", {"port": port, "position": position}, lambda: gas.insert(self, port, position)
+        )
+
+    def retract_gis(self, port: str) -> GasPort:
+        """Retract the GIS of ``port``; its valve is closed first unless it reads closed."""
+        return self._op("retract_gis", {"port": port}, lambda: gas.retract(self, port))
+
+    def run_gas_injection(
+        self,
+        settings: GasInjectionSettings,
+        *,
+        on_progress: Callable[[DepositionProgress], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> DepositionResult:
+        """Deposit through a GIS port: insert, heat until ready, open for ``settings.duration``,
+        close, retract. Refused unless the chamber is pumped. Whatever ends it (``stop``, an
+        error), the valve is closed and the GIS retracted; see ``gas`` for the details."""
+        return self._op(
+            "run_gas_injection",
+            {"settings": settings},
+            lambda: gas.run_gas_injection(self, settings, on_progress, stop),
+        )
+
+    def sputter_coat(
+        self,
+        settings: SputterSettings,
+        *,
+        on_progress: Callable[[DepositionProgress], None] | None = None,
+        stop: threading.Event | None = None,
+    ) -> DepositionResult:
+        """Sputter-coat for ``settings.duration``; refused unless the chamber is pumped; the coater
+        always recovers (restores the chamber) afterwards."""
+        return self._op(
+            "sputter_coat",
+            {"settings": settings},
+            lambda: gas.sputter_coat(self, settings, on_progress, stop),
+        )
+
     # -- state ---------------------------------------------------------------------------------
 
     def get_state(self) -> MicroscopeState:
@@ -466,6 +522,7 @@ class Microscope(InstrumentHooks):
         return self._op("set_state", {"state": state, "confirm": confirm}, run)
 
     def get_chamber_state(self) -> ChamberState:
+        """Vacuum state, chamber pressure (Pa) and stage temperature (K), where reported."""
         return self._op("get_chamber_state", {}, self._read_chamber)
 
     def _snapshot(self) -> MicroscopeState:

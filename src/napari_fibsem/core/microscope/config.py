@@ -106,12 +106,13 @@ class Delays(_Model):
     acquire_s: float = Field(default=0.0, ge=0)
     move_s: float = Field(default=0.0, ge=0)
     milling_step_s: float = Field(default=0.0, ge=0)
+    gis_heat_s: float = Field(default=0.0, ge=0)  # a GIS heater reaches its setpoint after this
 
 
 class FaultSpec(_Model):
     """An injected fault: the ``after``-th matching call from now fails, ``count`` times."""
 
-    kind: Literal["acquisition", "stage_timeout", "connection_loss"]
+    kind: Literal["acquisition", "stage_timeout", "connection_loss", "gis_open", "gis_close"]
     after: int = Field(default=0, ge=0)
     count: int = Field(default=1, ge=1)
 
@@ -128,6 +129,9 @@ class SimulatorConfig(_Model):
     distractors: int = Field(default=4, ge=0)
     noise: float = Field(default=1.0, ge=0)
     milling_steps: int = Field(default=10, ge=1)  # steps per pattern (stop is checked between)
+    gas_ports: list[str] = ["Pt dep", "C dep"]  # GIS ports
+    sputter_coater: bool = True
+    cryo: bool = False  # a cryo stage: the chamber reports -180 °C (93.15 K)
     delays: Delays = Delays()
     faults: list[FaultSpec] = []
 

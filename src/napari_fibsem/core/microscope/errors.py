@@ -1,7 +1,7 @@
 """Errors of the microscope layer: one type per thing a caller can react to differently.
 
 All derive from :class:`MicroscopeError`, so ``except MicroscopeError`` catches every refusal
-and fault; refusals (limits, confirmation) are raised before anything moves.
+and fault; refusals (limits, confirmation, ``RefusedError``) are raised before anything moves.
 """
 
 from __future__ import annotations
@@ -29,6 +29,11 @@ class StageTimeoutError(MicroscopeError):
 
 class ConnectionLostError(MicroscopeError):
     """The connection to the instrument dropped; call ``reconnect()`` before the next operation."""
+
+
+class RefusedError(MicroscopeError):
+    """The instrument's state or the request forbids the operation (a vented chamber, an unknown
+    GIS port); it was refused before anything was done."""
 
 
 class NotSupportedError(MicroscopeError):

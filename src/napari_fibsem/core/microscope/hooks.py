@@ -4,16 +4,19 @@
 confirmation, connection) and logs and recovers around them, so a hook just talks to the
 instrument in SI units and raises a ``MicroscopeError`` subclass on failure (translating the
 vendor's exceptions). Abstract hooks are required; the others default to "not supported"
-(manipulator, milling, chamber) or to doing nothing (connect, autocontrast).
+(manipulator, milling, chamber, gas injection, sputter coating) or to doing nothing (connect,
+autocontrast, stopping milling, recovering after sputtering).
 """
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 
 import numpy as np
 
 from napari_fibsem.core.microscope.errors import NotSupportedError
+from napari_fibsem.core.microscope.gas import GasPort, SputterSettings
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,
@@ -90,3 +93,44 @@ class InstrumentHooks(ABC):
 
     def _read_chamber(self) -> ChamberState:
         raise NotSupportedError(f"{type(self).__name__} does not report the chamber state")
+
+    # -- gas injection (GIS); the sequence around these is in ``gas.run_gas_injection`` --------
+
+    def _gas_port_names(self) -> list[str]:
+        raise NotSupportedError(f"{type(self).__name__} has no gas injection system (GIS)")
+
+    def _read_gas_port(self, port: str) -> GasPort:
+        raise NotSupportedError(f"{type(self).__name__} has no gas injection system (GIS)")
+
+    def _insert_gis(self, port: str, position: str | None) -> None:
+        """Move the GIS of ``port`` in (to ``position`` if the instrument names positions)."""
+        raise NotSupportedError(f"{type(self).__name__} cannot insert a GIS")
+
+    def _retract_gis(self, port: str) -> None:
+        raise NotSupportedError(f"{type(self).__name__} cannot retract a GIS")
+
+    def _heat_gis(self, port: str, on: bool) -> None:
+        """Switch the port's heater on or off. An instrument that reports no readiness
+        (``GasPort.ready`` None) returns from switching on only once the port is ready."""
+        raise NotSupportedError(f"{type(self).__name__} cannot heat a GIS")
+
+    def _open_gis(self, port: str) -> None:
+        raise NotSupportedError(f"{type(self).__name__} cannot open a GIS valve")
+
+    def _close_gis(self, port: str) -> None:
+        raise NotSupportedError(f"{type(self).__name__} cannot close a GIS valve")
+
+    # -- sputter coating; the sequence around these is in ``gas.sputter_coat`` -----------------
+
+    def _prepare_sputter(self, settings: SputterSettings) -> None:
+        """Get the coater ready (chamber gas and pressure, stage position, current)."""
+        raise NotSupportedError(f"{type(self).__name__} has no sputter coater")
+
+    def _run_sputter(self, settings: SputterSettings, wait: Callable[[float], bool]) -> bool:
+        """Coat for ``settings.duration``; ``wait(seconds)`` lets the time pass (reporting progress)
+        and returns False when the run was stopped: end the coating then and return False.
+        An instrument call that blocks for the whole time need not call ``wait``. True: done."""
+        raise NotSupportedError(f"{type(self).__name__} has no sputter coater")
+
+    def _recover_sputter(self) -> None:  # noqa: B027 (optional hook)
+        """Restore what ``_prepare_sputter`` changed; called after every run, also a failed one."""

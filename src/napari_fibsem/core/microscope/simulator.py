@@ -14,6 +14,10 @@ field width and resolution (``geometry``) and renders it with the synthetic-scen
   leaves a partial trench; non-rectangular patterns mill their bounding box;
 - the needle (manipulator) is drawn while inserted, offset by its position (z changes its height,
   which the tilted beam sees as vertical motion);
+- GIS ports (``simulator.gas_ports``) insert, heat (room temperature to 45 °C in
+  ``delays.gis_heat_s``), open and close; the chamber reads pumped at 1e-4 Pa (more while gas
+  flows), the stage -180 °C with ``simulator.cryo``; ``set_vacuum`` vents it for tests; a sputter
+  coater (``simulator.sputter_coater``) coats for the time asked;
 - faults can be injected (``inject_fault`` or ``simulator.faults`` in the config) and delays
   configured (0 by default). Everything is deterministic given the seed.
 """
@@ -23,6 +27,8 @@ from __future__ import annotations
 import dataclasses
 import math
 import time
+import typing
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -35,9 +41,11 @@ from napari_fibsem.core.microscope.errors import (
     AcquisitionError,
     ConnectionLostError,
     MicroscopeError,
+    NotSupportedError,
     StageTimeoutError,
 )
 from napari_fibsem.core.microscope.events import EventLog
+from napari_fibsem.core.microscope.gas import GasPort, SputterSettings
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,
@@ -52,7 +60,11 @@ from napari_fibsem.core.microscope.structures import (
 )
 from napari_fibsem.core.synthetic import Lamella, SceneConfig, Trench, random_style, render
 
-FAULT_KINDS = ("acquisition", "stage_timeout", "connection_loss")
+FAULT_KINDS = ("acquisition", "stage_timeout", "connection_loss", "gis_open", "gis_close")
+ROOM_K = 295.15
+GIS_SETPOINT_K = 318.15  # 45 °C
+CRYO_K = 93.15  # -180 °C
+VACUUM_STATES = typing.get_args(typing.get_type_hints(ChamberState)["vacuum"])
 
 
 @dataclasses.dataclass
@@ -60,6 +72,15 @@ class _Fault:
     kind: str
     after: int
     count: int
+
+
+@dataclasses.dataclass
+class _Port:
+    inserted: bool = False
+    open: bool = False
+    heater_on_at: float | None = None  # time.monotonic() when the heater was switched on
+    opened_at: float = 0.0
+    deposited_s: float = 0.0  # seconds the valve was open, in total
 
 
 class SimulatedMicroscope(Microscope):
@@ -86,17 +107,32 @@ class SimulatedMicroscope(Microscope):
         self._job: dict | None = None
         self._link_up = False
         self._faults = [_Fault(f.kind, f.after, f.count) for f in self.sim.faults]
+        self._ports = {name: _Port() for name in self.sim.gas_ports}
+        self._vacuum = "pumped"
+        self._sputtering = False
+        self.sputtered_s = 0.0  # seconds of sputter coating, in total
 
     # -- simulator extras ----------------------------------------------------------------------
 
     def inject_fault(self, kind: str, after: int = 0, count: int = 1) -> None:
         """Make the ``after``-th next matching call fail, ``count`` times. ``acquisition`` counts
-        acquisitions, ``stage_timeout`` stage moves, ``connection_loss`` both."""
+        acquisitions, ``stage_timeout`` stage moves, ``connection_loss`` both, ``gis_open`` /
+        ``gis_close`` GIS valve openings / closings (a failed opening leaves the valve open)."""
         FaultSpec(kind=kind, after=after, count=count)  # validates
         self._faults.append(_Fault(kind, after, count))
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def set_vacuum(self, vacuum: str) -> None:
+        """Put the chamber into ``vacuum`` ("pumped", "vented", "pumping", "venting", "unknown")."""
+        if vacuum not in VACUUM_STATES:
+            raise ValueError(f"unknown vacuum state {vacuum!r}; use one of {list(VACUUM_STATES)}")
+        self._vacuum = vacuum
+
+    def deposited(self, port: str) -> float:
+        """Seconds the valve of GIS ``port`` has been open, in total."""
+        return self._ports[port].deposited_s
 
     def last_mask(self, beam: BeamType | str) -> np.ndarray | None:
         """Ground-truth class mask of the last acquisition with ``beam``."""
@@ -289,4 +325,76 @@ class SimulatedMicroscope(Microscope):
 
     def _read_chamber(self) -> ChamberState:
         self._link()
-        return ChamberState(vacuum="pumped", pressure=2e-4, temperature=None)
+        flowing = any(p.open for p in self._ports.values())
+        pumped = 8.0 if self._sputtering else 5e-4 if flowing else 1e-4  # argon / precursor / none
+        pressure = {"pumped": pumped, "pumping": 1.0, "venting": 1e3, "vented": 1e5}.get(self._vacuum)
+        return ChamberState(self._vacuum, pressure, CRYO_K if self.sim.cryo else None, raw=self._vacuum)
+
+    # -- gas injection, sputter coating --------------------------------------------------------
+
+    def _port(self, name: str) -> _Port:
+        self._link()
+        if name not in self._ports:
+            raise MicroscopeError(f"the simulator has no GIS port {name!r}; it has {list(self._ports)}")
+        return self._ports[name]
+
+    def _gas_port_names(self) -> list[str]:
+        self._link()
+        return list(self._ports)
+
+    def _read_gas_port(self, port: str) -> GasPort:
+        p = self._port(port)
+        heat, progress = self.sim.delays.gis_heat_s, 0.0
+        if p.heater_on_at is not None:
+            progress = 1.0 if heat == 0 else min(1.0, (time.monotonic() - p.heater_on_at) / heat)
+        temperature = ROOM_K + progress * (GIS_SETPOINT_K - ROOM_K)
+        return GasPort(port, p.inserted, p.open, temperature, ready=progress >= 1.0)
+
+    def _insert_gis(self, port: str, position: str | None) -> None:
+        p = self._port(port)
+        if position is not None:
+            raise NotSupportedError(f"the simulated GIS has one insert position, not {position!r}; use None")
+        time.sleep(self.sim.delays.move_s)
+        p.inserted = True
+
+    def _retract_gis(self, port: str) -> None:
+        p = self._port(port)
+        time.sleep(self.sim.delays.move_s)
+        p.inserted = False
+
+    def _heat_gis(self, port: str, on: bool) -> None:
+        p = self._port(port)
+        if not on:
+            p.heater_on_at = None
+        elif p.heater_on_at is None:
+            p.heater_on_at = time.monotonic()
+
+    def _open_gis(self, port: str) -> None:
+        p = self._port(port)
+        if not p.inserted:
+            raise MicroscopeError(f"the GIS of {port!r} is retracted; its valve stays closed")
+        if not p.open:
+            p.open, p.opened_at = True, time.monotonic()
+        if self._trip("gis_open"):
+            raise MicroscopeError(f"the {port!r} GIS valve reports a fault while opening (injected fault)")
+
+    def _close_gis(self, port: str) -> None:
+        p = self._port(port)
+        if self._trip("gis_close"):
+            raise MicroscopeError(f"the {port!r} GIS valve did not close (injected fault)")
+        if p.open:
+            p.open, p.deposited_s = False, p.deposited_s + time.monotonic() - p.opened_at
+
+    def _prepare_sputter(self, settings: SputterSettings) -> None:
+        self._link()
+        if not self.sim.sputter_coater:
+            raise NotSupportedError("this simulated microscope has no sputter coater (simulator.sputter_coater)")
+
+    def _run_sputter(self, settings: SputterSettings, wait: Callable[[float], bool]) -> bool:
+        self._link()
+        self._sputtering, t0 = True, time.monotonic()
+        try:
+            return wait(settings.duration)
+        finally:
+            self._sputtering = False
+            self.sputtered_s += time.monotonic() - t0

@@ -127,11 +127,17 @@ class ManipulatorPosition:
 
 @dataclass(frozen=True)
 class ChamberState:
-    """Chamber readings, where the instrument reports them."""
+    """Chamber readings, where the instrument reports them (None: it does not). ``raw`` is the
+    vacuum state in the instrument's own words."""
 
     vacuum: Literal["pumped", "venting", "vented", "pumping", "unknown"] = "unknown"
     pressure: float | None = None  # Pa
-    temperature: float | None = None  # K (cryo stage)
+    temperature: float | None = None  # K (cryo stage; -180 °C = 93.15 K)
+    raw: str | None = None
+
+    @property
+    def temperature_celsius(self) -> float | None:
+        return None if self.temperature is None else self.temperature - 273.15
 
 
 @dataclass(frozen=True)

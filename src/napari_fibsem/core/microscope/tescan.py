@@ -34,7 +34,8 @@ against ``Beam.Status.BeamOn``, ``Beam.On/Off``, ``Detector.Get(Channel=0)``,
 ``Detector.AutoSignal(Detector=)``, and for milling ``tescanautomation.DrawBeam.IEtching``,
 ``DrawBeam.Status``, ``Automation.DrawBeam.Layer(name, settings)``, ``layer.addRectangleFilled``
 / ``addLine`` / ``addAnnulusFilled``, ``DrawBeam.LoadLayer/UnloadLayer/Start/Stop/GetStatus``
-(status, total s, elapsed s). Not verified on an instrument: which ``IEtching`` arguments are
+(status, total s, elapsed s). Gas injection and chamber readings are in ``_tescan_gas`` (with
+where their names come from). Not verified on an instrument: which ``IEtching`` arguments are
 optional, whether ``Stage.MoveTo`` blocks until the stage stops, and the sign conventions of stage
 x/y, image shift and DrawBeam y relative to the image.
 """
@@ -48,7 +49,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fibsem.core.microscope._vendor import VendorMicroscope, differs, host_port
+from napari_fibsem.core.microscope._tescan_gas import AutomationGas
+from napari_fibsem.core.microscope._vendor import differs, host_port
 from napari_fibsem.core.microscope.config import MicroscopeConfig
 from napari_fibsem.core.microscope.errors import (
     AcquisitionError,
@@ -143,7 +145,7 @@ def _header_pixel_size(doc) -> float | None:
         return None
 
 
-class TescanMicroscope(VendorMicroscope):
+class TescanMicroscope(AutomationGas):
     """A TESCAN FIB-SEM driven through TESCAN Automation (``manufacturer: Tescan``)."""
 
     manufacturer = "Tescan"

@@ -29,9 +29,10 @@ enumerations.ManipulatorCoordinateSystem.STAGE)``, ``patterning.set_default_beam
 ``set_default_application_file``, ``mode``, ``clear_patterns``, ``create_rectangle`` /
 ``create_line`` / ``create_circle`` / ``create_polygon`` (polygons need AutoScript >= 4.12),
 ``start``, ``stop``, ``state`` against ``enumerations.PatterningState`` and
-``auto_functions.run_auto_cb()``. Not verified on an instrument: sign conventions of stage x/y
-and beam shift relative to the image at non-zero scan rotation, and how soon ``patterning.state``
-reads "Running" after ``start()``.
+``auto_functions.run_auto_cb()``. Gas injection, sputter coater and chamber readings are in
+``_thermofisher_gas`` (with where their names come from). Not verified on an instrument: sign
+conventions of stage x/y and beam shift relative to the image at non-zero scan rotation, and how
+soon ``patterning.state`` reads "Running" after ``start()``.
 """
 
 from __future__ import annotations
@@ -42,7 +43,8 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fibsem.core.microscope._vendor import VendorMicroscope, differs, host_port
+from napari_fibsem.core.microscope._thermofisher_gas import AutoScriptGas
+from napari_fibsem.core.microscope._vendor import differs, host_port
 from napari_fibsem.core.microscope.config import MicroscopeConfig
 from napari_fibsem.core.microscope.errors import (
     AcquisitionError,
@@ -89,7 +91,7 @@ def _resolution_tuple(text: str) -> tuple[int, int]:
     return int(w), int(h)
 
 
-class ThermoFisherMicroscope(VendorMicroscope):
+class ThermoFisherMicroscope(AutoScriptGas):
     """A ThermoFisher FIB-SEM driven through AutoScript (``manufacturer: ThermoFisher``)."""
 
     manufacturer = "ThermoFisher"

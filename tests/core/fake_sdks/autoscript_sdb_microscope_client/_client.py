@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from ._fake import STATE, ApplicationServerException, record
-from .enumerations import ManipulatorState, PatterningState
+from .enumerations import ManipulatorState, PatterningState, RetractableDeviceState
 from .structures import AdornedImage, ManipulatorPosition, Point, StagePosition
 
 
@@ -217,6 +217,92 @@ class _Patterning:
         return PatterningState.IDLE
 
 
+class _GisPort:
+    """``gas.get_gis_port(name)``: a GIS port; the heater warms it at once."""
+
+    def __init__(self, name: str) -> None:
+        self._n, self._p = name, f"gis[{name}]"
+
+    @property
+    def _s(self) -> dict:
+        return STATE.gis[self._n]
+
+    @property
+    def state(self) -> str:
+        record(f"{self._p}.state")
+        return RetractableDeviceState.INSERTED if self._s["inserted"] else RetractableDeviceState.RETRACTED
+
+    def insert(self, *position: Any) -> None:
+        record(f"{self._p}.insert", *position)
+        self._s["inserted"] = True
+
+    def retract(self) -> None:
+        record(f"{self._p}.retract")
+        self._s["inserted"] = False
+
+    def open(self) -> None:
+        record(f"{self._p}.open")
+        if not self._s["inserted"]:
+            raise ApplicationServerException("GIS is not inserted.")
+        self._s["open"] = True
+
+    def close(self) -> None:
+        record(f"{self._p}.close")
+        self._s["open"] = False
+
+    def turn_heater_on(self) -> None:
+        record(f"{self._p}.turn_heater_on")
+        self._s["heater"] = True
+
+    def turn_heater_off(self) -> None:
+        record(f"{self._p}.turn_heater_off")
+        self._s["heater"] = False
+
+    def get_temperature(self) -> float:
+        record(f"{self._p}.get_temperature")
+        return self._s["heated_K" if self._s["heater"] else "room_K"]
+
+
+class _Gas:
+    def list_all_gis_ports(self) -> list[str]:
+        record("gas.list_all_gis_ports")
+        return list(STATE.gis)
+
+    def get_gis_port(self, name: str) -> _GisPort:
+        record("gas.get_gis_port", name)
+        if name not in STATE.gis:
+            raise ApplicationServerException(f"GIS port {name} not found.")
+        return _GisPort(name)
+
+
+class _Vacuum:
+    @property
+    def chamber_state(self) -> str:
+        record("vacuum.chamber_state")
+        return STATE.chamber_state
+
+    @property
+    def chamber_pressure(self) -> _Value:
+        return _Value("vacuum.chamber_pressure", lambda: STATE.chamber_pressure, lambda v: None)
+
+
+class _SputterCoater:
+    def __init__(self) -> None:
+        self.current = _setting("specimen.sputter_coater.current", STATE.coater, "current")
+
+    def prepare(self) -> None:
+        record("specimen.sputter_coater.prepare")
+        STATE.coater["prepared"] = True
+
+    def run(self, seconds: float) -> None:
+        record("specimen.sputter_coater.run", seconds)
+        STATE.coater["ran_s"] += seconds
+
+    def recover(self) -> None:
+        record("specimen.sputter_coater.recover")
+        STATE.coater["prepared"] = False
+
+
 class _AutoFunctions:
     def run_auto_cb(self) -> None:
         record("auto_functions.run_auto_cb")
@@ -228,8 +314,12 @@ class SdbMicroscopeClient:
         self.imaging = _Imaging()
         self.beams = SimpleNamespace(electron_beam=_Beam("electron_beam"), ion_beam=_Beam("ion_beam"))
         self.specimen = SimpleNamespace(stage=_Stage(), manipulator=_Manipulator())
+        if STATE.has_coater:
+            self.specimen.sputter_coater = _SputterCoater()
         self.patterning = _Patterning()
         self.auto_functions = _AutoFunctions()
+        self.gas = _Gas()
+        self.vacuum = _Vacuum()
 
     def connect(self, host: str, port: int | None = None) -> None:
         record("connect", host, *([] if port is None else [port]))

@@ -79,7 +79,16 @@ def reset() -> None:
         pattern_beam=1,
         run_polls=3,  # patterning.state reads "Running" this many times after start()
         polls_left=0,
+        gis={name: _gis_port() for name in ("Pt dep", "Water")},
+        chamber_state="Pumped",
+        chamber_pressure=8e-5,  # Pa
+        has_coater=True,
+        coater={"current": 0.01, "prepared": False, "ran_s": 0.0},  # A, s
     )
+
+
+def _gis_port() -> dict[str, Any]:
+    return {"inserted": False, "open": False, "heater": False, "room_K": 295.0, "heated_K": 318.0}
 
 
 reset()

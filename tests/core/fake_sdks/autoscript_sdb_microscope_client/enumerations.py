@@ -20,3 +20,15 @@ class PatterningState:
     IDLE = "Idle"
     RUNNING = "Running"
     PAUSED = "Paused"
+
+
+class RetractableDeviceState:
+    INSERTED = "Inserted"
+    RETRACTED = "Retracted"
+
+
+class VacuumState:
+    PUMPED = "Pumped"
+    PUMPING = "Pumping"
+    VENTED = "Vented"
+    VENTING = "Venting"

@@ -199,7 +199,61 @@ class _DrawBeamApi:
         return db.status, db.total, db.elapsed
 
 
+class _GIS:
+    """``Automation.GIS``: the gas injection lines; heating is ready at once."""
+
+    class Position(Enum):
+        Home = 0
+        Working = 1
+
+    def _s(self, line) -> dict:
+        if line.name not in STATE.gis:
+            raise RuntimeError(f"GIS: no line {line.name}")
+        return STATE.gis[line.name]
+
+    def Enum(self) -> list[SimpleNamespace]:
+        record("GIS.Enum")
+        return [SimpleNamespace(name=name, index=i) for i, name in enumerate(STATE.gis)]
+
+    def MoveTo(self, line, position: _GIS.Position) -> None:
+        record("GIS.MoveTo", line.name, position)
+        if not isinstance(position, _GIS.Position):
+            raise TypeError(f"GIS.MoveTo: position must be a GIS.Position, not {position!r}")
+        self._s(line)["position"] = position.name
+
+    def PrepareTemperature(self, line, on: bool) -> None:
+        record("GIS.PrepareTemperature", line.name, on)
+        self._s(line)["heating"] = on
+
+    def WaitForTemperatureReady(self, line) -> None:
+        record("GIS.WaitForTemperatureReady", line.name)
+        if not self._s(line)["heating"]:
+            raise RuntimeError("GIS: heating is off")
+
+    def OpenValve(self, line) -> None:
+        record("GIS.OpenValve", line.name)
+        if self._s(line)["position"] != "Working":
+            raise RuntimeError("GIS: not in the working position")
+        self._s(line)["open"] = True
+
+    def CloseValve(self, line) -> None:
+        record("GIS.CloseValve", line.name)
+        self._s(line)["open"] = False
+
+
+class _Chamber:
+    def GetStatus(self) -> int:
+        record("Chamber.GetStatus")
+        return STATE.vacuum_status
+
+    def GetPressure(self, gauge: int) -> float:
+        record("Chamber.GetPressure", gauge)
+        return STATE.pressure_pa
+
+
 class Automation:
+    GIS = _GIS
+
     def __init__(self, ip: str, port: int = 8300) -> None:
         record("Automation", ip, port)
         self.SEM = SimpleNamespace(
@@ -210,6 +264,8 @@ class Automation:
         )
         self.Stage = _Stage()
         self.DrawBeam = _DrawBeamApi()
+        self.GIS = _GIS()
+        self.Chamber = _Chamber()
 
     def Disconnect(self) -> None:
         record("Disconnect")

@@ -68,4 +68,7 @@ def reset() -> None:
         columns={"SEM": _column(2000.0, 50.0, 4.0), "FIB": _column(30000.0, 300.0, None)},
         drawbeam=SimpleNamespace(status=Status.ProjectNotLoaded, total=0.0, elapsed=0.0, layer=None),
         run_s=4.0,  # a DrawBeam run lasts this many GetStatus() calls (1 s each)
+        gis={name: {"position": "Home", "open": False, "heating": False} for name in ("Platinum", "Carbon")},
+        vacuum_status=0,  # SharkSEM: 0 ready, 1 pumping, 2 venting, 3 vacuum off, 4 chamber open
+        pressure_pa=6e-4,
     )
