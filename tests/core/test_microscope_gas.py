@@ -295,7 +295,7 @@ def vendor(monkeypatch):
 
     def forget() -> None:
         for name in list(sys.modules):
-            if name.split(".")[0] in SDKS.values():
+            if name.split(".")[0] in (*SDKS.values(), "fake_sdk_recorder"):
                 del sys.modules[name]
 
     def open_(manufacturer: str):

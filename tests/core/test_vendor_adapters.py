@@ -48,7 +48,7 @@ VENDORS = ["thermofisher", "tescan"]
 
 def _forget_sdks() -> None:
     for name in list(sys.modules):
-        if name.split(".")[0] in SDKS.values():
+        if name.split(".")[0] in (*SDKS.values(), "fake_sdk_recorder"):
             del sys.modules[name]
 
 

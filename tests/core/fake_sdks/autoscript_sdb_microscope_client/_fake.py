@@ -2,46 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
-
-@dataclass
-class Call:
-    name: str
-    args: tuple
-    kwargs: dict
+from fake_sdk_recorder import Call, Recorder
 
 
 class ApplicationServerException(Exception):
     """Stands in for ``autoscript_core.common.ApplicationServerException``."""
 
 
-CALLS: list[Call] = []
+_RECORDER = Recorder()
+CALLS = _RECORDER.calls
 STATE = SimpleNamespace()
-_FAULTS: dict[str, list[BaseException]] = {}
-
-
-def record(name: str, *args: Any, **kwargs: Any) -> None:
-    """Log a call; raise the error queued for ``name`` by :func:`fail_next`, if any."""
-    CALLS.append(Call(name, args, kwargs))
-    pending = _FAULTS.get(name)
-    if pending:
-        raise pending.pop(0)
-
-
-def fail_next(name: str, error: BaseException) -> None:
-    """The next call of ``name`` (e.g. ``"imaging.grab_frame"``) raises ``error``."""
-    _FAULTS.setdefault(name, []).append(error)
-
-
-def names() -> list[str]:
-    return [c.name for c in CALLS]
-
-
-def calls(name: str) -> list[Call]:
-    return [c for c in CALLS if c.name == name]
+record = _RECORDER.record
+fail_next = _RECORDER.fail_next
+names = _RECORDER.names
+calls = _RECORDER.calls_of
+__all__ = ["CALLS", "STATE", "Call", "calls", "fail_next", "names", "record", "reset"]
 
 
 def _beam(voltage: float, current: float, wd: float) -> dict[str, Any]:
@@ -62,8 +40,7 @@ def _beam(voltage: float, current: float, wd: float) -> dict[str, Any]:
 
 def reset() -> None:
     """Forget calls and faults; put the instrument back to its start state (SI units)."""
-    CALLS.clear()
-    _FAULTS.clear()
+    _RECORDER.clear()
     STATE.__dict__.clear()
     STATE.__dict__.update(
         view=1,

@@ -5,42 +5,19 @@ The state is kept in TESCAN's own units: millimetres, degrees, picoamperes, volt
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import SimpleNamespace
 from typing import Any
 
+from fake_sdk_recorder import Call, Recorder
 
-@dataclass
-class Call:
-    name: str
-    args: tuple
-    kwargs: dict
-
-
-CALLS: list[Call] = []
+_RECORDER = Recorder()
+CALLS = _RECORDER.calls
 STATE = SimpleNamespace()
-_FAULTS: dict[str, list[BaseException]] = {}
-
-
-def record(name: str, *args: Any, **kwargs: Any) -> None:
-    """Log a call; raise the error queued for ``name`` by :func:`fail_next`, if any."""
-    CALLS.append(Call(name, args, kwargs))
-    pending = _FAULTS.get(name)
-    if pending:
-        raise pending.pop(0)
-
-
-def fail_next(name: str, error: BaseException) -> None:
-    """The next call of ``name`` (e.g. ``"Stage.MoveTo"``) raises ``error``."""
-    _FAULTS.setdefault(name, []).append(error)
-
-
-def names() -> list[str]:
-    return [c.name for c in CALLS]
-
-
-def calls(name: str) -> list[Call]:
-    return [c for c in CALLS if c.name == name]
+record = _RECORDER.record
+fail_next = _RECORDER.fail_next
+names = _RECORDER.names
+calls = _RECORDER.calls_of
+__all__ = ["CALLS", "STATE", "Call", "calls", "fail_next", "names", "record", "reset"]
 
 
 def _column(hv: float, current_pa: float, wd_mm: float | None) -> dict[str, Any]:
@@ -60,8 +37,7 @@ def reset() -> None:
     """Forget calls and faults; put the instrument back to its start state."""
     from .DrawBeam import Status
 
-    CALLS.clear()
-    _FAULTS.clear()
+    _RECORDER.clear()
     STATE.__dict__.clear()
     STATE.__dict__.update(
         stage=[0.0, 0.0, 0.0, 0.0, 0.0, 0.0],  # x, y, z mm; rotation, tilt x, tilt y degrees
