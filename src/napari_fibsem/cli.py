@@ -546,14 +546,17 @@ def events_train(
     settings: Annotated[Path, typer.Argument(help="Event settings YAML (deep-events keys; see examples/event_settings.yaml).")],
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (replaces output: of the settings).")] = None,
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:N or mps (replaces device:).")] = None,
+    nprocs: Annotated[int, typer.Option("--nprocs", min=1, help="Local processes for data-parallel training (gloo on CPU, NCCL on GPUs). Under torchrun keep 1.")] = 1,
 ) -> None:
     """Train an event heatmap U-Net: best.pt (threshold chosen on val), performance.yaml (test scores). Ctrl-C stops."""
     import signal
 
     from tqdm import tqdm
 
+    from napari_fibsem.core.events.distributed import train_events_distributed
     from napari_fibsem.core.events.settings import load_settings, parse_settings
     from napari_fibsem.core.events.train import train_events
+    from napari_fibsem.core.training.ddp import cleanup, env_context
     from napari_fibsem.core.training.progress import StopFlag, TrainingError
 
     try:
@@ -564,6 +567,9 @@ def events_train(
             cfg = parse_settings(data, source=f"{settings} (with the command-line options)")
     except ValueError as e:
         _fail(str(e))
+    ctx = env_context()
+    if nprocs > 1 and ctx.enabled:
+        _fail("--nprocs starts its own processes; under torchrun leave it at 1")
     bar = None
     stop = StopFlag()
 
@@ -587,15 +593,25 @@ def events_train(
         stop.set()
         signal.signal(signal.SIGINT, previous)
 
-    previous = signal.signal(signal.SIGINT, on_sigint)
+    previous = signal.signal(signal.SIGINT, on_sigint) if nprocs == 1 else signal.getsignal(signal.SIGINT)
+    ok = False
     try:
-        result = train_events(cfg, on_progress=on_progress, should_stop=stop, write=tqdm.write)
+        if nprocs > 1:
+            typer.echo(f"training with {nprocs} processes")
+            result = train_events_distributed(cfg, nprocs, write=typer.echo)
+        else:
+            result = train_events(cfg, on_progress=on_progress, should_stop=stop, write=tqdm.write, dist_context=ctx)
+        ok = True
     except (ValueError, ImportError, OSError, TrainingError) as e:
         _fail(str(e))
     finally:
         signal.signal(signal.SIGINT, previous)
         if bar is not None:
             bar.close()
+        if ctx.enabled:
+            cleanup(barrier=ok)
+    if not ctx.is_main:
+        return
     if result.cancelled:
         typer.echo(f"stopped after {result.epochs_completed} epoch(s); no bundle written")
         raise typer.Exit(code=130)
@@ -605,6 +621,13 @@ def events_train(
     if t is not None:
         typer.echo(f"test: precision {t['precision']:.3f}, recall {t['recall']:.3f}, F1 {t['f1']:.3f} "
                    f"(chance {t['chance_f1']:.3f}; {t['events']} events in {t['crops']} crops)")  # fmt: skip
+    m = result.test_movies
+    if m is not None and "f1" in m:
+        typer.echo(f"whole test movies: precision {m['precision']:.3f}, recall {m['recall']:.3f}, F1 {m['f1']:.3f} "
+                   f"({m['events']} events in {m['movies']} movies, {m['frames']} frames)")  # fmt: skip
+    if m is not None and m["skipped"]:
+        typer.echo(f"whole-movie test skipped {len(m['skipped'])} movie(s): {m['skipped'][0]['movie']}: "
+                   f"{m['skipped'][0]['reason']}" + (" ..." if len(m["skipped"]) > 1 else ""))  # fmt: skip
     typer.echo(f"wrote {result.best_path} and {result.performance_path}")
 
 

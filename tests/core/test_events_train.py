@@ -14,9 +14,19 @@ import yaml
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.events.augment import augment_sample
 from napari_fibsem.core.events.catalogue import Catalogue
+from napari_fibsem.core.events.distributed import shard, train_events_rank
+from napari_fibsem.core.events.evaluate import (
+    MovieSource,
+    event_truth,
+    score_movie,
+    score_movies,
+    whole_movie_sources,
+)
 from napari_fibsem.core.events.ingest import ingest
 from napari_fibsem.core.events.losses import EventLoss, bce_loss, soft_focal_loss
 from napari_fibsem.core.events.model import (
+    NORMALISATION,
+    EventModel,
     build_heatmap_unet,
     load_event_bundle,
     save_event_bundle,
@@ -24,14 +34,24 @@ from napari_fibsem.core.events.model import (
     window_indices,
 )
 from napari_fibsem.core.events.peaks import Event, fbeta, find_events, match_events
+from napari_fibsem.core.events.points import read_points
+from napari_fibsem.core.events.predict import predict_movie
 from napari_fibsem.core.events.settings import EventSettings, load_settings, parse_settings
 from napari_fibsem.core.events.synthetic_movie import synthetic_movie
-from napari_fibsem.core.events.train import choose_threshold, evaluate_maps, load_split, train_events
-from napari_fibsem.core.events.training_sets import training_set
+from napari_fibsem.core.events.train import (
+    _batches,
+    _samples,
+    choose_threshold,
+    evaluate_maps,
+    load_split,
+    train_events,
+)
+from napari_fibsem.core.events.training_sets import read_set, training_set
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.bundle import BundleMetadata, write_bundle
 from napari_fibsem.core.training.config import ConfigError
 from napari_fibsem.core.training.data import TrainingSetupError
+from napari_fibsem.core.training.ddp import DistContext, run_distributed, weights_digest
 
 EXAMPLE = Path(__file__).parents[2] / "examples" / "event_settings.yaml"
 
@@ -313,6 +333,106 @@ def test_short_training_run_beats_chance_on_the_test_movies(event_set, tmp_path)
     maps = [score_map(model.module, c.images, model.n_frames) for c in test]
     assert fbeta(*evaluate_maps(maps, truths, model.threshold, settings)[:3])[2] == pytest.approx(f1)
 
+    # whole test movies (every frame and pixel, all annotated events), labelled apart from the crops:
+    # the run's counts are what predicting each source movie with the bundle and matching gives
+    movies = perf["test_movies"]
+    assert perf["test"]["scope"].startswith("event crops") and movies["scope"].startswith("whole test movies")
+    assert movies["movies"] == len(read_set(event_set)["movies"]["test"]) == 4
+    assert movies["skipped"] == [] and movies["notes"] == [] and movies["frames"] == 4 * 20
+    assert result.test_movies["f1"] == movies["f1"] == model.metadata["events"]["scores"]["test_movie_f1"]
+    for row in movies["per_movie"]:
+        movie = Path(row["movie"])
+        assert movie.parent == event_set.parents[1] / "raw" / "cos7"
+        pred = predict_movie(tifffile.imread(movie), model, batch_size=settings.batch_size, device="cpu")
+        truth = event_truth(read_points(movie.with_suffix(".csv")))
+        counts = match_events(pred.events, truth, settings.match_distance, settings.match_frames)[:3]
+        assert counts == (row["tp"], row["fp"], row["fn"]) and row["events"] == len(truth)
+    print(f"whole test movies: F1 {movies['f1']:.3f} (P {movies['precision']:.3f}, R {movies['recall']:.3f}; "
+          f"{movies['events']} events, {movies['frames']} frames) vs crops F1 {f1:.3f}")  # fmt: skip
+    assert movies["f1"] >= 0.6
+
+
+def test_whole_movie_scoring_skips_what_it_cannot_reach_with_a_note(event_set, tmp_path):
+    train, val, test = (load_split(event_set, p) for p in ("train", "val", "test"))
+    settings = _settings(event_set)
+    sources, notes = whole_movie_sources(settings, train, val, test)
+    assert len(sources) == 4 and notes == []
+    for s in sources:  # found from event.yaml: the movie, its CSV, and an extent inside the movie
+        assert s.movie.is_file() and s.points == s.movie.with_suffix(".csv")
+        t, h, w = s.extent
+        assert 0 < t <= 20 and 0 < h <= 96 and 0 < w <= 112
+    torch.manual_seed(0)
+    net = build_heatmap_unet(settings)
+    # a movie that moved, one without a point CSV, and a train movie named explicitly
+    lonely = tmp_path / "lonely.tif"
+    tifffile.imwrite(lonely, np.zeros((6, 32, 32), np.uint16), metadata={"axes": "TYX"})
+    named = [tmp_path / "moved.tif", lonely, train[0].source.movie]
+    summary = score_movies(
+        net, 0.5, _settings(event_set, test_movies=named), train, val, test, torch.device("cpu")
+    )
+    assert [r["movie"] for r in summary["skipped"]] == [str(named[0]), str(lonely)]
+    assert (
+        "not found" in summary["skipped"][0]["reason"] and "no point CSV" in summary["skipped"][1]["reason"]
+    )
+    assert summary["movies"] == 1 and summary["per_movie"][0]["movie"] == str(named[2])
+    assert len(summary["notes"]) == 1 and "also a source of train/val events" in summary["notes"][0]
+    # a movie smaller than the crops cut from it is not the same movie; nothing reachable: a note
+    small = MovieSource(lonely, sources[0].points, (30, 96, 112))
+    model = EventModel(net, 3, 1, 0.5, 0.5, NORMALISATION)
+    assert "not the same movie" in score_movie(small, model, settings, torch.device("cpu"))["skipped"]
+    nothing = score_movies(
+        net, 0.5, _settings(event_set, test_movies=named[:2]), [], [], [], torch.device("cpu")
+    )
+    assert "f1" not in nothing and "skipped" in nothing["note"] and len(nothing["skipped"]) == 2
+    assert score_movies(net, 0.5, _settings(event_set, whole_movie_test=False), [], [], test, "cpu") is None  # type: ignore[arg-type]
+
+
+def test_two_gloo_processes_train_one_event_model(event_set, tmp_path, monkeypatch):
+    """Data parallel on the CPU: each process trains on its half of every epoch with gradients
+    averaged, both end with the same weights, only rank 0 writes, and the loss goes down."""
+    out = tmp_path / "ddp"
+    settings = _settings(event_set, out, epochs=3, seed=0)
+    rank0, rank1 = run_distributed(train_events_rank, settings.to_jsonable(), 2)
+
+    best = load_event_bundle(out / "best.pt")
+    assert rank0.weights_sha1 == rank1.weights_sha1 == weights_digest(best.module.state_dict())
+    assert rank0.best_path == out / "best.pt" and rank1.best_path is None and rank1.performance_path is None
+    assert sorted(p.name for p in out.iterdir()) == ["best.pt", "metrics.csv", "performance.yaml"]
+    assert len((out / "metrics.csv").read_text().splitlines()) == 1 + 3
+    # the same numbers on both ranks: losses summed over them, crops and movies scored in shares
+    untimed = [[{k: v for k, v in h.items() if k != "time_s"} for h in r.history] for r in (rank0, rank1)]
+    assert untimed[0] == untimed[1] and rank1.threshold == rank0.threshold
+    assert rank1.test == rank0.test and rank1.val == rank0.val and rank1.test_movies == rank0.test_movies
+    train = load_split(event_set, "train")
+    single_steps = len(_batches(_samples(train), train, settings.batch_size, 1, None))
+    perf = yaml.safe_load((out / "performance.yaml").read_text())
+    assert perf["training"]["processes"] == 2 and perf["training"]["replicas_agree"]
+    assert perf["training"]["steps"] == 3 * -(-single_steps // 2)  # each process takes half the batches
+    assert perf["test_movies"]["movies"] == 4 and perf["training"]["weights_sha1"] == rank0.weights_sha1
+    first, last = rank0.history[0], rank0.history[-1]
+    assert last["train_loss"] < 0.8 * first["train_loss"] and last["val_loss"] < first["val_loss"]
+    # sharding: padded to equal counts for training, each batch once for validation
+    two = [shard(list(range(5)), DistContext(r, 2, r)) for r in (0, 1)]
+    assert two == [[0, 2, 4], [1, 3, 0]]
+    assert [shard(range(5), DistContext(r, 2, r), pad=False) for r in (0, 1)] == [[0, 2, 4], [1, 3]]
+
+    from typer.testing import CliRunner
+
+    from napari_fibsem.cli import app
+
+    path = tmp_path / "settings.yaml"
+    path.write_text(yaml.safe_dump({"training_set": str(event_set), "epochs": 1, "nb_filters": 4, "depth": 2,
+                                    "logger": ["csv"], "test_movies": [str(tmp_path / "moved.tif")]}))  # fmt: skip
+    args = ["events", "train", str(path), "--out", str(tmp_path / "cli"), "--device", "cpu", "--nprocs", "2"]
+    run = CliRunner().invoke(app, args)
+    assert run.exit_code == 0, run.output
+    assert "training with 2 processes" in run.output and "whole-movie test skipped 1 movie(s)" in run.output
+    perf = yaml.safe_load((tmp_path / "cli" / "performance.yaml").read_text())
+    assert perf["training"]["processes"] == 2 and "not found" in perf["test_movies"]["skipped"][0]["reason"]
+    monkeypatch.setenv("WORLD_SIZE", "2")  # as under torchrun
+    clash = CliRunner().invoke(app, args[:3] + ["--nprocs", "2"])
+    assert clash.exit_code != 0 and "under torchrun leave it at 1" in clash.output
+
 
 def test_cancel_refuse_overwrite_and_cli(event_set, tmp_path):
     calls = []
@@ -336,7 +456,11 @@ def test_cancel_refuse_overwrite_and_cli(event_set, tmp_path):
         app, ["events", "train", str(settings), "--out", str(tmp_path / "cli"), "--device", "cpu"]
     )
     assert run.exit_code == 0, run.output
-    assert "test: precision" in run.output and "chance" in run.output
+    assert (
+        "test: precision" in run.output
+        and "chance" in run.output
+        and "whole test movies: precision" in run.output
+    )
     assert (tmp_path / "cli" / "best.pt").is_file() and any((tmp_path / "cli" / "tensorboard").iterdir())
     with pytest.raises(TrainingSetupError, match="already holds a run"):
         train_events(_settings(event_set, tmp_path / "cli", epochs=1))

@@ -191,7 +191,7 @@ def ingest(
     summary = IngestSummary(datasets=len(plans))
     for folder, manual, movies in plans:
         target = out / (folder.relative_to(parent).as_posix().replace("/", "__") or parent.name)
-        meta = {**{k: v for m in movies for k, v in m.ome.items()}, **manual, "source_folder": str(folder)}
+        meta = {**{k: v for m in movies for k, v in m.ome.items()}, **manual, "source_folder": str(folder.resolve())}
         target.mkdir(parents=True, exist_ok=True)
         atomic_write_text(target / "dataset.yaml", yaml.safe_dump(meta, sort_keys=False))
         for movie in movies:

@@ -93,6 +93,11 @@ class EventSettings(BaseModel):
     """... and this many frames."""
     hysteresis: float = Field(0.5, gt=0, le=1)
     """Events grow from seeds >= threshold into pixels >= threshold * hysteresis."""
+    whole_movie_test: bool = True
+    """Also score the chosen threshold on the whole test movies (every frame, all annotated events),
+    found from the test crops' ``event.yaml``; movies no longer there are skipped with a note."""
+    test_movies: list[Path] = Field(default_factory=list)
+    """Movies to score whole instead (each with its point CSV beside it, as ``events extract`` finds it)."""
     # -- run ----------------------------------------------------------------------------------------
     device: str = "auto"
     """``auto`` (CUDA when available), ``cpu``, ``cuda``, ``cuda:N`` or ``mps``."""
@@ -147,6 +152,7 @@ class EventSettings(BaseModel):
         self.training_set = self.training_set.expanduser()
         if self.output is not None:
             self.output = self.output.expanduser()
+        self.test_movies = [p.expanduser() for p in self.test_movies]
         return self
 
     @property
@@ -179,6 +185,7 @@ def parse_settings(data: Any, source: str | Path = "<settings>", base: Path | No
             update={
                 "training_set": _resolve(settings.training_set, base),
                 "output": None if settings.output is None else _resolve(settings.output, base),
+                "test_movies": [_resolve(p, base) for p in settings.test_movies],
             }
         )
     if not (settings.training_set / SET_FILE).is_file():

@@ -10,16 +10,24 @@ from :func:`~.peaks.find_events`, matched one to one with the annotated events),
 crops, never seen before, give the precision, recall and F1 reported in ``performance.yaml`` and
 in ``best.pt``.
 
+With whole-movie testing on (the default) the chosen threshold is also scored over every frame of
+the test movies (``test_movies`` in ``performance.yaml``, see :mod:`.evaluate`): the stricter number.
+
 The segmentation :class:`~napari_fibsem.core.training.loop.Trainer` is built around smp models,
 class-index masks and image folders; rather than bend it, this is a compact loop that reuses its
 parts: :class:`~napari_fibsem.core.training.progress.Progress` and stop checks, the console / CSV /
-TensorBoard loggers, device resolution, the bundle writer and atomic writes. Single process
-(no DDP): event models are small and a run takes minutes on one GPU.
+TensorBoard loggers, device resolution, the bundle writer, atomic writes and its data-parallel
+helpers (:mod:`~napari_fibsem.core.training.ddp`): given a ``dist_context`` (torchrun, or
+:func:`~.distributed.train_events_distributed`), each process trains on its share of every
+epoch's batches with gradients averaged by DDP, losses and scores are summed over the processes,
+and only rank 0 writes.
 """
 
 from __future__ import annotations
 
 import copy
+import dataclasses
+import gc
 import math
 import time
 from collections.abc import Sequence
@@ -34,10 +42,21 @@ import yaml
 
 from napari_fibsem.core._atomic import atomic_write_text
 from napari_fibsem.core.events.augment import augment_sample
-from napari_fibsem.core.events.crops import group_points
+from napari_fibsem.core.events.distributed import data_parallel, shard
+from napari_fibsem.core.events.evaluate import (  # noqa: F401  (THRESHOLDS ... evaluate_maps: re-exported)
+    CROP_SCOPE,
+    THRESHOLDS,
+    MovieSource,
+    chance_f1,
+    choose_threshold,
+    evaluate_maps,
+    event_truth,
+    score_crops,
+    score_movies,
+    source_of,
+)
 from napari_fibsem.core.events.losses import EventLoss
 from napari_fibsem.core.events.model import (
-    MIN_DISTANCE,
     as_tchw,
     build_heatmap_unet,
     normalise,
@@ -45,13 +64,21 @@ from napari_fibsem.core.events.model import (
     score_map,
     window,
 )
-from napari_fibsem.core.events.peaks import Event, fbeta, find_events, match_events
 from napari_fibsem.core.events.points import EventPoint
 from napari_fibsem.core.events.settings import EventSettings
 from napari_fibsem.core.events.training_sets import SET_FILE, read_set
 from napari_fibsem.core.training.checkpointing import BEST, METRICS_CSV
 from napari_fibsem.core.training.data import TrainingSetupError
-from napari_fibsem.core.training.ddp import SINGLE
+from napari_fibsem.core.training.ddp import (
+    SINGLE,
+    DistContext,
+    all_sum,
+    any_true,
+    broadcast_buffers,
+    gather_objects,
+    init_group,
+    weights_digest,
+)
 from napari_fibsem.core.training.loggers import (
     ConsoleLogger,
     CsvLogger,
@@ -63,9 +90,6 @@ from napari_fibsem.core.training.prepare import resolve_device
 from napari_fibsem.core.training.progress import Progress, ProgressCallback, StopCheck, TrainingError
 
 PERFORMANCE = "performance.yaml"
-THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
-"""Thresholds tried on the val split (0.05 .. 0.95)."""
-CHANCE_DRAWS = 20
 
 
 @dataclass
@@ -77,6 +101,7 @@ class Crop:
     images: np.ndarray  # (T, C, H, W) float32, normalised
     target: np.ndarray  # (T, H, W) float32 in [0, 1]
     truth: list[tuple[int, float, float]]  # one (frame, y, x) per event: its first annotated frame
+    source: MovieSource | None = None  # the movie it was cut from, as event.yaml records it
 
 
 @dataclass(frozen=True)
@@ -93,6 +118,10 @@ class EventTrainingResult:
     best_epoch: int | None = None
     history: tuple[dict[str, Any], ...] = ()
     cancelled: bool = False
+    test_movies: dict[str, Any] | None = None
+    """Whole test movies at the chosen threshold (see :mod:`.evaluate`; None when off)."""
+    weights_sha1: str | None = None
+    """Digest of the kept weights (equal on every process of a data-parallel run)."""
 
 
 # -- data -----------------------------------------------------------------------------------------
@@ -114,10 +143,9 @@ def load_split(set_folder: str | Path, part: str) -> list[Crop]:
             raise TrainingSetupError(
                 f"{folder}: images {images.shape} and ground truth {gt.shape} differ in shape"
             )
-        points = [EventPoint(int(f), float(y), float(x)) for f, y, x in meta.get("points") or []]
-        truth = [(min(p.frame for p in g), float(np.mean([p.y for p in g])), float(np.mean([p.x for p in g])))
-                 for g in group_points(points)]  # fmt: skip
-        out.append(Crop(event_id, str(meta.get("label", "event")), normalise(images), gt.max(axis=1), truth))
+        truth = event_truth([EventPoint(int(f), float(y), float(x)) for f, y, x in meta.get("points") or []])
+        label = str(meta.get("label", "event"))
+        out.append(Crop(event_id, label, normalise(images), gt.max(axis=1), truth, source_of(meta)))
     return out
 
 
@@ -160,57 +188,6 @@ def _tensors(
         xs.append(x)
         ys.append(y[None])
     return torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(ys))
-
-
-# -- evaluation -----------------------------------------------------------------------------------
-def evaluate_maps(
-    maps: Sequence[np.ndarray],
-    truths: Sequence[list[tuple[int, float, float]]],
-    threshold: float,
-    settings: EventSettings,
-) -> tuple[int, int, int, list[list[Event]]]:
-    """Summed (tp, fp, fn) over crops at ``threshold``, and each crop's detected events."""
-    tp = fp = fn = 0
-    found = []
-    for m, truth in zip(maps, truths):
-        events = find_events(m, threshold, settings.hysteresis, MIN_DISTANCE)
-        a, b, c, _ = match_events(events, truth, settings.match_distance, settings.match_frames)
-        tp, fp, fn = tp + a, fp + b, fn + c
-        found.append(events)
-    return tp, fp, fn, found
-
-
-def choose_threshold(
-    maps: Sequence[np.ndarray], truths: Sequence[list[tuple[int, float, float]]], settings: EventSettings
-) -> tuple[float, list[dict[str, float]]]:
-    """The threshold of :data:`THRESHOLDS` with the best F-beta (ties: the higher one) and the sweep."""
-    sweep = []
-    for thr in THRESHOLDS:
-        tp, fp, fn, _ = evaluate_maps(maps, truths, thr, settings)
-        p, r, f = fbeta(tp, fp, fn, settings.beta)
-        sweep.append(
-            {"threshold": thr, "precision": p, "recall": r, "fbeta": f, "tp": tp, "fp": fp, "fn": fn}
-        )
-    best = max(sweep, key=lambda row: (row["fbeta"], row["threshold"]))
-    return float(best["threshold"]), sweep
-
-
-def chance_f1(
-    shapes: Sequence[tuple[int, ...]], truths: Sequence[list[tuple[int, float, float]]], counts: Sequence[int],
-    settings: EventSettings, draws: int = CHANCE_DRAWS, seed: int = 0,
-) -> float:  # fmt: skip
-    """Mean F1 of a predictor placing the same number of events per crop at random frames and pixels."""
-    rng = np.random.default_rng(seed)
-    scores = []
-    for _ in range(draws):
-        tp = fp = fn = 0
-        for (t, h, w), truth, n in zip(shapes, truths, counts):
-            guess = [Event(int(rng.integers(t)), float(rng.uniform(0, h)), float(rng.uniform(0, w)), float(rng.random()), 1)
-                     for _ in range(n)]  # fmt: skip
-            a, b, c, _ = match_events(guess, truth, settings.match_distance, settings.match_frames)
-            tp, fp, fn = tp + a, fp + b, fn + c
-        scores.append(fbeta(tp, fp, fn, 1.0)[2])
-    return float(np.mean(scores)) if scores else 0.0
 
 
 # -- the run --------------------------------------------------------------------------------------
@@ -256,78 +233,94 @@ def train_events(
     on_progress: ProgressCallback | None = None,
     should_stop: StopCheck | None = None,
     write: Write | None = None,
+    dist_context: DistContext | None = None,
+    init_method: str = "env://",
 ) -> EventTrainingResult:
     """Train, choose the threshold on val, score test; write ``best.pt`` and ``performance.yaml``.
 
     ``should_stop`` is polled before every step: True ends the run without a bundle
-    (``cancelled=True``). ``write`` receives the per-epoch console lines.
+    (``cancelled=True``). ``write`` receives the per-epoch console lines. With a ``dist_context``
+    of several processes this is one process's part of a data-parallel run (it joins the group with
+    ``init_method``; the caller leaves it): every process returns the same numbers, and only rank 0
+    writes files, logs and reports progress (its result alone carries the paths).
     """
     started = time.perf_counter()
-    output = _check_output(settings)
-    device = resolve_device(settings, SINGLE)  # type: ignore[arg-type]  (reads only .device)
+    ctx = dist_context or SINGLE
+    device = resolve_device(settings, ctx)  # type: ignore[arg-type]  (reads only .device)
+    init_group(ctx, device, init_method)
+    failure: BaseException | None = None
+    try:
+        output = _check_output(settings) if ctx.is_main else settings.output
+        train, val, test = (load_split(settings.training_set, p) for p in ("train", "val", "test"))
+        where = settings.training_set / SET_FILE
+        if not train or not val:
+            raise TrainingSetupError(
+                f"{where}: the train and val splits need events (train {len(train)}, val {len(val)})"
+            )
+        channels = {c.images.shape[1] for c in train + val + test}
+        if len(channels) != 1:
+            raise TrainingSetupError(f"{where}: the events have different channel counts {sorted(channels)}")
+    except (ValueError, OSError) as e:
+        failure = e
+    if any_true(failure is not None, ctx, device):
+        raise failure or TrainingSetupError("another training process failed during setup")
+    assert output is not None
     rng = np.random.default_rng(settings.seed)
     torch.manual_seed(settings.seed)
-    train, val, test = (load_split(settings.training_set, p) for p in ("train", "val", "test"))
-    where = settings.training_set / SET_FILE
-    if not train or not val:
-        raise TrainingSetupError(
-            f"{where}: the train and val splits need events (train {len(train)}, val {len(val)})"
-        )
-    channels = {c.images.shape[1] for c in train + val + test}
-    if len(channels) != 1:
-        raise TrainingSetupError(f"{where}: the events have different channel counts {sorted(channels)}")
     samples, val_samples = _samples(train), _samples(val)
     if settings.subset_fraction < 1:
         keep = max(1, round(settings.subset_fraction * len(samples)))
         samples = [samples[i] for i in sorted(rng.choice(len(samples), keep, replace=False))]
 
     model = build_heatmap_unet(settings, channels.pop()).to(device)
+    net = data_parallel(model, ctx, device)
     copies = max(1, settings.n_augmentations)
-    spe = len(_batches(samples, train, settings.batch_size, copies, None))
+    spe = len(shard(_batches(samples, train, settings.batch_size, copies, None), ctx))
     total = settings.epochs * spe
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.initial_learning_rate)
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
         optimizer, max(1, total), settings.initial_learning_rate / 10
     )
     criterion = EventLoss(settings.loss, settings.alpha, settings.gamma)
-    output.mkdir(parents=True, exist_ok=True)
-    loggers = _loggers(settings, output, write)
+    loggers: list[TrainingLogger] = []
+    if ctx.is_main:
+        output.mkdir(parents=True, exist_ok=True)
+        loggers = _loggers(settings, output, write)
     history: list[dict[str, Any]] = []
     step, best_loss, best_epoch, best_state, last_loss = 0, math.inf, None, None, None
 
     def emit(phase: str, epoch: int, metrics: dict | None = None, message: str = "") -> None:
-        if on_progress is not None:
+        if on_progress is not None and ctx.is_main:
             on_progress(Progress(epoch, step, total, last_loss, dict(metrics or {}), phase, message))  # type: ignore[arg-type]
 
     describe = (f"{len(train)} train crops ({len(samples)} samples x {copies}), {len(val)} val, {len(test)} test; "
-                f"device {device}")  # fmt: skip
+                f"device {device}" + (f" x{ctx.world_size} processes" if ctx.enabled else ""))  # fmt: skip
     emit("setup", 1, message=describe)
     cancelled = False
     try:
         for epoch in range(settings.epochs):
             t0 = time.perf_counter()
             model.train()
-            losses = []
-            for batch in _batches(
-                samples, train, settings.batch_size, copies, np.random.default_rng([settings.seed, epoch])
-            ):
-                if should_stop is not None and should_stop():
+            loss_sum, loss_count = 0.0, 0
+            order = np.random.default_rng([settings.seed, epoch])
+            for batch in shard(_batches(samples, train, settings.batch_size, copies, order), ctx):
+                if any_true(should_stop is not None and should_stop(), ctx, device):
                     cancelled = True
                     break
                 x, y = (a.to(device) for a in _tensors(batch, samples, train, settings, epoch))
-                loss = criterion(model(x), y)
+                loss = criterion(net(x), y)
                 last_loss = float(loss.detach())
-                if not math.isfinite(last_loss):
+                if any_true(not math.isfinite(last_loss), ctx, device):  # every process stops together
                     raise TrainingError(
-                        f"the loss became {last_loss} at step {step + 1}; try a lower initial_learning_rate "
-                        f"than {settings.initial_learning_rate}"
+                        f"the loss became {last_loss if not math.isfinite(last_loss) else 'not finite on another process'} "
+                        f"at step {step + 1}; try a lower initial_learning_rate than {settings.initial_learning_rate}"
                     )
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
                 schedule.step()
                 step += 1
-                losses.append(last_loss)
+                loss_sum, loss_count = loss_sum + last_loss, loss_count + 1
                 for lg in loggers:
                     lg.log_scalars(
                         {"train/loss": last_loss, "train/lr": optimizer.param_groups[0]["lr"]}, step
@@ -335,14 +328,16 @@ def train_events(
                 emit("train", epoch + 1)
             if cancelled:
                 break
-            val_loss = _val_loss(model, criterion, val_samples, val, settings, device)
+            broadcast_buffers(model, ctx)  # rank 0's BatchNorm statistics everywhere: one model again
+            sums = all_sum(torch.tensor([loss_sum, loss_count], dtype=torch.float64, device=device), ctx)
+            val_loss = _val_loss(model, criterion, val_samples, val, settings, device, ctx)
             improved = val_loss < best_loss
             if improved:
                 best_loss, best_epoch = val_loss, epoch + 1
                 best_state = copy.deepcopy(model.state_dict())
             record = {"epoch": epoch + 1, "step": step, "lr": optimizer.param_groups[0]["lr"],
-                      "train_loss": float(np.mean(losses)), "val_loss": val_loss, "best": improved,
-                      "time_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
+                      "train_loss": float(sums[0] / max(float(sums[1]), 1.0)), "val_loss": val_loss,
+                      "best": improved, "time_s": round(time.perf_counter() - t0, 3)}  # fmt: skip
             history.append(record)
             for lg in loggers:
                 lg.log_epoch(record, history)
@@ -351,39 +346,38 @@ def train_events(
     finally:
         for lg in loggers:
             lg.close()
+        if ctx.enabled:  # free DDP's hold on the process group now, not at interpreter exit
+            del net
+            gc.collect()
     if cancelled or best_state is None:
         emit("done", len(history), message="cancelled")
         return EventTrainingResult(output, None, None, None, epochs_completed=len(history), best_epoch=best_epoch,
                                    history=tuple(history), cancelled=True)  # fmt: skip
 
     model.load_state_dict(best_state)
+    digest = weights_digest(best_state)
+    replicas_agree = len(set(gather_objects(digest, ctx))) == 1
     emit("validate", len(history), message=f"choosing the threshold on {len(val)} val crops")
-    val_maps = [score_map(model, c.images, settings.n_frames, device) for c in val]
-    threshold, sweep = choose_threshold(val_maps, [c.truth for c in val], settings)
-    row = next(r for r in sweep if r["threshold"] == threshold)
-    val_scores = {"fbeta": row["fbeta"], "precision": row["precision"], "recall": row["recall"],
-                  "tp": row["tp"], "fp": row["fp"], "fn": row["fn"], "events": sum(len(c.truth) for c in val),
-                  "crops": len(val)}  # fmt: skip
-    test_scores = None
-    if test:
-        test_maps = [score_map(model, c.images, settings.n_frames, device) for c in test]
-        truths = [c.truth for c in test]
-        tp, fp, fn, found = evaluate_maps(test_maps, truths, threshold, settings)
-        p, r, f1 = fbeta(tp, fp, fn, 1.0)
-        chance = chance_f1(
-            [m.shape for m in test_maps], truths, [len(e) for e in found], settings, seed=settings.seed
-        )
-        test_scores = {"precision": p, "recall": r, "f1": f1, "tp": tp, "fp": fp, "fn": fn,
-                       "events": sum(len(t) for t in truths), "crops": len(test), "chance_f1": chance}  # fmt: skip
+    threshold, sweep, val_scores, test_scores = score_crops(model, val, test, settings, device, ctx)
+    if settings.test_movies or (settings.whole_movie_test and test):
+        emit("validate", len(history), message="scoring the whole test movies")
+    movie_scores = score_movies(model, threshold, settings, train, val, test, device, ctx)
+    movie_totals = {k: v for k, v in (movie_scores or {}).items() if isinstance(v, int | float)}
     scores = {"threshold": threshold, "beta": settings.beta, "best_epoch": best_epoch, "val_loss": best_loss,
               **{f"val_{k}": v for k, v in val_scores.items()},
-              **{f"test_{k}": v for k, v in (test_scores or {}).items()}}  # fmt: skip
+              **{f"test_{k}": v for k, v in (test_scores or {}).items()},
+              **{f"test_movie_{k}": v for k, v in movie_totals.items()}}  # fmt: skip
+    result = EventTrainingResult(output, None, None, threshold, val_scores, test_scores, len(history), best_epoch,
+                                 tuple(history), test_movies=movie_scores, weights_sha1=digest)  # fmt: skip
+    if not ctx.is_main:
+        return result
     best_path = save_event_bundle(output / BEST, model.cpu(), settings, threshold, scores)
     performance = {
         "threshold": threshold,
         "beta": settings.beta,
         "val": val_scores,
-        "test": test_scores,
+        "test": None if test_scores is None else {"scope": CROP_SCOPE, **test_scores},
+        "test_movies": movie_scores,
         "sweep": sweep,
         "training": {
             "epochs": len(history),
@@ -393,6 +387,9 @@ def train_events(
             "train_samples": len(samples),
             "val_samples": len(val_samples),
             "device": str(device),
+            "processes": ctx.world_size,
+            "weights_sha1": digest,
+            "replicas_agree": replicas_agree,
             "seconds": round(time.perf_counter() - started, 1),
         },  # fmt: skip
         "bundle": str(best_path),
@@ -400,21 +397,26 @@ def train_events(
     }
     perf_path = output / PERFORMANCE
     atomic_write_text(perf_path, yaml.safe_dump(performance, sort_keys=False))
+    if not replicas_agree and write is not None:
+        write(f"warning: the {ctx.world_size} processes ended with different weights; best.pt holds rank 0's")
     emit("done", len(history), {"threshold": threshold, **scores})
-    return EventTrainingResult(output, best_path, perf_path, threshold, val_scores, test_scores, len(history),
-                               best_epoch, tuple(history))  # fmt: skip
+    return dataclasses.replace(result, best_path=best_path, performance_path=perf_path)
 
 
 @torch.no_grad()
-def _val_loss(model, criterion, samples, crops, settings: EventSettings, device) -> float:
+def _val_loss(
+    model, criterion, samples, crops, settings: EventSettings, device, ctx: DistContext = SINGLE
+) -> float:
+    """Mean loss over the val samples; each process takes every ``world_size``-th batch."""
     model.eval()
     total, n = 0.0, 0
-    for batch in _batches(samples, crops, settings.batch_size, 1, None):
+    for batch in shard(_batches(samples, crops, settings.batch_size, 1, None), ctx, pad=False):
         x, y = (a.to(device) for a in _tensors(batch, samples, crops, settings, None))
         total += float(criterion(model(x), y)) * len(batch)
         n += len(batch)
     model.train()
-    return total / max(n, 1)
+    sums = all_sum(torch.tensor([total, n], dtype=torch.float64, device=device), ctx)
+    return float(sums[0] / max(float(sums[1]), 1.0))
 
 
 def _log_panel(

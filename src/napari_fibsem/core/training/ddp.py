@@ -4,12 +4,16 @@ Two ways in, one trainer: ``torchrun --nproc-per-node N -m napari_fibsem.cli tra
 (the process group comes from torchrun's environment variables), or
 :func:`train_distributed` / ``napari-fibsem train --nprocs N``, which spawns N local processes
 itself. Every process trains on its shard of each epoch; only rank 0 writes bundles and logs.
+:func:`run_distributed` spawns any such per-process function (the event trainer uses it too, see
+``core/events/distributed.py``); the helpers below keep the processes' numbers and weights in step.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import tempfile
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -111,15 +115,117 @@ def cleanup(barrier: bool = True) -> None:
             dist.destroy_process_group()
 
 
+# -- keeping replicas in step ---------------------------------------------------------------------
+def broadcast_buffers(module: torch.nn.Module, ctx: DistContext, src: int = 0) -> None:
+    """Copy rank ``src``'s buffers (BatchNorm running statistics) to every process.
+
+    DDP broadcasts them at the start of each training forward, so after the last step every process
+    holds the statistics of its own last batch; call this before validating or saving weights."""
+    if ctx.enabled:
+        for b in module.buffers():
+            dist.broadcast(b, src)
+
+
+def gather_objects(obj: Any, ctx: DistContext) -> list[Any]:
+    """Every process's picklable ``obj``, in rank order, on every process (``[obj]`` when single)."""
+    if not ctx.enabled:
+        return [obj]
+    out: list[Any] = [None] * ctx.world_size
+    dist.all_gather_object(out, obj)
+    return out
+
+
+def weights_digest(state_dict: Mapping[str, torch.Tensor]) -> str:
+    """SHA-1 of a state dict's names, dtypes, shapes and bytes: equal digests, equal weights."""
+    h = hashlib.sha1()
+    for name in sorted(state_dict):
+        t = state_dict[name].detach().cpu().contiguous()
+        h.update(f"{name}|{t.dtype}|{tuple(t.shape)}|".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()
+
+
 # -- spawning ------------------------------------------------------------------------------------
+Target = Callable[..., Any]
+"""``target(payload, ctx, init_method, **kwargs)``: one process's share of a run. A module-level
+function (it is pickled by name into the spawned processes) that joins the group with
+:func:`init_group` and returns a picklable result; :func:`run_distributed` leaves the group for it."""
+
+_ERRORS: dict[str, type[Exception]] = {"ImportError": ImportError, "TrainingError": TrainingError}
+
+
+def run_distributed(target: Target, payload: Any, nprocs: int, **main_kwargs: Any) -> list[Any]:
+    """Run ``target`` in ``nprocs`` local processes (gloo on CPU, NCCL on GPUs); every rank's result.
+
+    ``payload`` (picklable, e.g. a config's ``to_jsonable()``) goes to every process, ``main_kwargs``
+    (e.g. ``write``) to rank 0 only. A user error (ValueError, ImportError, TrainingError) in any
+    process comes back as one clear exception (the lowest rank's); ``nprocs == 1`` runs in this
+    process. Results are read while the processes run, so a large one cannot block its sender.
+    """
+    import torch.multiprocessing as mp
+
+    if nprocs < 1:
+        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
+    if nprocs == 1:
+        return [target(payload, SINGLE, "env://", **main_kwargs)]
+    ctx = mp.get_context("spawn")
+    queue = ctx.SimpleQueue()
+    outcome: list[tuple[str, int, Any]] = []
+    crashed: BaseException | None = None
+    with tempfile.TemporaryDirectory(prefix="napari_fibsem_ddp_") as tmp:
+        init_method = Path(tmp, "store").as_uri()
+        try:
+            procs = mp.spawn(
+                _worker,
+                args=(nprocs, target, payload, init_method, queue, main_kwargs),
+                nprocs=nprocs,
+                join=False,
+            )
+            while not procs.join(timeout=0.2):
+                _drain(queue, outcome)
+        except Exception as e:  # a process died; prefer the clear message it sent, if any
+            crashed = e
+        _drain(queue, outcome)
+    errors = sorted((rank, v) for k, rank, v in outcome if k == "error")
+    if errors:
+        kind, message = errors[0][1]
+        raise _ERRORS.get(kind, TrainingSetupError)(message) from crashed
+    if crashed is not None:
+        raise crashed
+    results = {rank: v for k, rank, v in outcome if k == "result"}
+    if sorted(results) != list(range(nprocs)):
+        raise RuntimeError(f"distributed run ended with results from ranks {sorted(results)} of {nprocs}")
+    return [results[r] for r in range(nprocs)]
+
+
+def _drain(queue: Any, into: list[tuple[str, int, Any]]) -> None:
+    while not queue.empty():
+        into.append(queue.get())
+
+
+def _worker(
+    rank: int, nprocs: int, target: Target, payload: Any, init_method: str, queue: Any, kwargs: dict
+) -> None:
+    cores = os.cpu_count() or 1
+    torch.set_num_threads(max(1, cores // nprocs))
+    ctx = DistContext(rank=rank, world_size=nprocs, local_rank=rank)
+    ok = False
+    try:
+        result = target(payload, ctx, init_method, **(kwargs if rank == 0 else {}))
+        queue.put(("result", rank, result))
+        ok = True
+    except (ValueError, ImportError, TrainingError) as e:  # user errors travel back as such
+        queue.put(("error", rank, (type(e).__name__, str(e))))
+    finally:
+        cleanup(barrier=ok)
+
+
 def train_distributed(config: TrainingConfig, nprocs: int, **trainer_kwargs: Any) -> TrainingResult:
-    """Train with ``nprocs`` local processes (gloo on CPU, NCCL on GPUs) and return rank 0's result.
+    """Train a segmentation model with ``nprocs`` local processes and return rank 0's result.
 
     ``trainer_kwargs`` (e.g. ``write``) are used by rank 0 only and must be picklable; progress
     callbacks cannot cross processes, so they are not accepted here.
     """
-    import torch.multiprocessing as mp
-
     if nprocs < 1:
         raise ValueError(f"nprocs must be >= 1, got {nprocs}")
     if "on_progress" in trainer_kwargs or "should_stop" in trainer_kwargs:
@@ -128,52 +234,13 @@ def train_distributed(config: TrainingConfig, nprocs: int, **trainer_kwargs: Any
         from napari_fibsem.core.training.loop import Trainer
 
         return Trainer(config, **trainer_kwargs).run()
-    ctx = mp.get_context("spawn")
-    queue = ctx.SimpleQueue()
-    crashed: BaseException | None = None
-    with tempfile.TemporaryDirectory(prefix="napari_fibsem_ddp_") as tmp:
-        init_method = Path(tmp, "store").as_uri()
-        try:
-            mp.spawn(
-                _worker,
-                args=(nprocs, config.to_jsonable(), init_method, queue, trainer_kwargs),
-                nprocs=nprocs,
-                join=True,
-            )
-        except Exception as e:  # a process died; prefer the clear message rank 0 sent, if any
-            crashed = e
-    outcome: list[tuple[str, Any]] = []
-    while not queue.empty():
-        outcome.append(queue.get())
-    errors = [v for k, v in outcome if k == "error"]
-    if errors:
-        kind, message = errors[0]
-        exc = {"ImportError": ImportError, "TrainingError": TrainingError}.get(kind, TrainingSetupError)
-        raise exc(message) from crashed
-    if crashed is not None:
-        raise crashed
-    results = [v for k, v in outcome if k == "result"]
-    if not results:
-        raise RuntimeError("distributed training ended without a result from rank 0")
-    return results[0]
+    return run_distributed(_train_segmentation, config.to_jsonable(), nprocs, **trainer_kwargs)[0]
 
 
-def _worker(rank: int, nprocs: int, config_data: dict, init_method: str, queue: Any, kwargs: dict) -> None:
+def _train_segmentation(
+    config_data: dict, ctx: DistContext, init_method: str, **kwargs: Any
+) -> TrainingResult:
     from napari_fibsem.core.training.loop import Trainer
 
-    cores = os.cpu_count() or 1
-    torch.set_num_threads(max(1, cores // nprocs))
-    ctx = DistContext(rank=rank, world_size=nprocs, local_rank=rank)
-    ok = False
-    try:
-        config = TrainingConfig.model_validate(config_data)
-        trainer = Trainer(config, dist_context=ctx, init_method=init_method, **(kwargs if rank == 0 else {}))
-        result = trainer.run()
-        if rank == 0:
-            queue.put(("result", result))
-        ok = True
-    except (ValueError, ImportError, TrainingError) as e:  # user errors travel back as such
-        if rank == 0:
-            queue.put(("error", (type(e).__name__, str(e))))
-    finally:
-        cleanup(barrier=ok)
+    config = TrainingConfig.model_validate(config_data)
+    return Trainer(config, dist_context=ctx, init_method=init_method, **kwargs).run()
