@@ -155,3 +155,36 @@ def test_foreground_crops_on_background_only_masks_fall_back_to_uniform():
     aug = EMAugment(AugmentConfig(foreground=1.0, **GEOMETRY_ONLY), crop_size=(32, 32))
     img, msk = aug((mask + 7).astype(np.uint8), mask, np.random.default_rng(0))
     assert msk.shape == (32, 32) and not msk.any() and (img == 7).all()
+
+
+def test_foreground_weights_favour_a_class_and_are_validated():
+    image, mask = rare_object_pair()
+    crop = dict(rotate=0, scale=(1, 1), flip=False)
+    rare = {}
+    for weights in (None, [0, 1, 1, 1, 1, 9]):
+        aug = EMAugment(
+            AugmentConfig(foreground=1.0, foreground_weights=weights, **crop, **GEOMETRY_ONLY),
+            crop_size=(48, 48),
+        )
+        rng = np.random.default_rng(0)
+        rare[str(weights)] = sum(5 in aug(image, mask, rng)[1] for _ in range(200))
+    assert 70 <= rare["None"] <= 130 and rare["[0, 1, 1, 1, 1, 9]"] >= 170, rare
+    # all present classes at weight 0: back to a uniform draw, never an error
+    only_zero = EMAugment(
+        AugmentConfig(foreground=1.0, foreground_weights=[0, 1, 1, 0, 1, 0], **crop), (48, 48)
+    )
+    assert only_zero(image, mask, np.random.default_rng(1))[1].shape == (48, 48)
+    for bad in ([], [1, -1], [1, 0, 0]):
+        with pytest.raises(ValueError, match="foreground_weights"):
+            AugmentConfig(foreground_weights=bad)
+
+
+def test_foreground_weights_need_one_entry_per_class(tmp_path):
+    from napari_fibsem.core.training import TrainingConfig, TrainingSetupError
+    from napari_fibsem.core.training.data import resolve_class_map
+
+    cfg = TrainingConfig(
+        data_paths=[tmp_path], save_path=tmp_path / "run", augment={"foreground_weights": [0, 1]}
+    )
+    with pytest.raises(TrainingSetupError, match="foreground_weights has 2 entries .* needs 6"):
+        resolve_class_map(cfg)

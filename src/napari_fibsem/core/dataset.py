@@ -14,6 +14,7 @@ import numpy as np
 
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.imageio import ImageIOError, list_tiffs, read_image, read_labels
+from napari_fibsem.core.models.scaling import check_input_scale, resize_image, resize_labels, scaled_shape
 
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 """An augmentation hook: ``(image, mask, rng) -> (image, mask)``, applied to numpy arrays."""
@@ -71,7 +72,9 @@ def discover(
     if label_dirs is None:
         label_list: list[Path | None] = [None] * len(image_dirs)
     else:
-        label_list = [Path(label_dirs)] if isinstance(label_dirs, (str, Path)) else [Path(p) for p in label_dirs]
+        label_list = (
+            [Path(label_dirs)] if isinstance(label_dirs, (str, Path)) else [Path(p) for p in label_dirs]
+        )
         if len(label_list) != len(image_dirs):
             raise DatasetError(f"{len(image_dirs)} image folders but {len(label_list)} label folders")
     samples: list[Sample] = []
@@ -152,6 +155,8 @@ class SegmentationDataset:
     ``transform`` (augmentation) runs on numpy arrays before normalisation with a per-item RNG
     derived from ``seed``, the epoch (:meth:`set_epoch`) and the index, so runs are reproducible
     with any number of DataLoader workers. ``normalize`` must be the same function inference uses.
+    ``input_scale`` resizes every pair as the model's ``predict`` resizes its input (images by area
+    averaging, masks by nearest neighbour) before the transform.
     """
 
     def __init__(
@@ -161,6 +166,7 @@ class SegmentationDataset:
         transform: Transform | None = None,
         normalize: Callable[[np.ndarray], np.ndarray] = scale_to_unit,
         seed: int = 0,
+        input_scale: float = 1.0,
     ) -> None:
         unlabelled = [str(s.image) for s in samples if s.label is None]
         if unlabelled:
@@ -170,6 +176,7 @@ class SegmentationDataset:
         self.transform = transform
         self.normalize = normalize
         self.seed = seed
+        self.input_scale = check_input_scale(input_scale)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -179,10 +186,13 @@ class SegmentationDataset:
         self.epoch = epoch
 
     def load(self, i: int) -> tuple[np.ndarray, np.ndarray]:
-        """The raw (image, mask) arrays of item ``i``, validated."""
+        """The (image, mask) arrays of item ``i``, validated and resized by ``input_scale``."""
         s = self.samples[i]
         image = read_image(s.image).data
         mask = read_labels(s.label, self.class_map, shape=image.shape)  # type: ignore[arg-type]
+        if self.input_scale != 1.0:
+            shape = scaled_shape(image.shape, self.input_scale)
+            image, mask = resize_image(image, shape), resize_labels(mask, shape)
         return image, mask
 
     def __getitem__(self, i: int):

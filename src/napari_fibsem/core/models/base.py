@@ -17,6 +17,7 @@ import numpy as np
 
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.models.normalization import Normalization
+from napari_fibsem.core.models.scaling import resize_image, resize_probs, scaled_shape
 from napari_fibsem.core.models.tiling import crop_pads, effective_tile_size, pad_to_multiple, predict_tiled
 
 
@@ -69,7 +70,8 @@ def as_2d_image(image: np.ndarray) -> np.ndarray:
 
 
 class TiledSegmentationModel(ABC):
-    """Shared predict pipeline: normalise -> reflect-pad to stride -> (tile) -> infer -> crop -> argmax.
+    """Shared predict pipeline: (resize to ``input_scale``) -> normalise -> reflect-pad to stride ->
+    (tile) -> infer -> crop -> (resize the probabilities to the full size) -> argmax.
 
     Subclasses set ``backend``, ``class_map``, ``normalization``, ``stride`` and implement ``_infer``.
     Everything that makes inference fast (device, precision, compiled runtimes) lives behind
@@ -86,6 +88,9 @@ class TiledSegmentationModel(ABC):
     """Fraction of a tile shared with its neighbour (blended with a smooth window)."""
     batch_size: int = 4
     """Tiles or same-sized images sent to the network at once."""
+    input_scale: float = 1.0
+    """The network sees images resized by this factor (from the model's metadata); masks and
+    probabilities come back at the image's own size."""
 
     @abstractmethod
     def _infer(self, batch: np.ndarray) -> np.ndarray:
@@ -112,12 +117,16 @@ class TiledSegmentationModel(ABC):
         """Segment several images; same-sized small ones share a network call."""
         prepared = []
         for image in images:
-            x, pads = pad_to_multiple(self.normalization.apply(as_2d_image(image)), self.stride)
-            prepared.append((x, pads))
+            image = as_2d_image(image)
+            full = image.shape
+            if self.input_scale != 1.0:
+                image = resize_image(image, scaled_shape(full, self.input_scale))
+            x, pads = pad_to_multiple(self.normalization.apply(image), self.stride)
+            prepared.append((x, pads, full))
         results: list[Prediction | None] = [None] * len(prepared)
         tile = effective_tile_size(self.tile_size, self.stride)
         groups: dict[tuple[int, int], list[int]] = {}
-        for i, (x, _) in enumerate(prepared):
+        for i, (x, _, _) in enumerate(prepared):
             if max(x.shape) > tile:
                 probs = predict_tiled(
                     x,
@@ -128,7 +137,7 @@ class TiledSegmentationModel(ABC):
                     stride=self.stride,
                     batch_size=self.batch_size,
                 )
-                results[i] = self._finish(probs, prepared[i][1])
+                results[i] = self._finish(probs, *prepared[i][1:])
             else:
                 groups.setdefault(x.shape, []).append(i)
         for idx in groups.values():
@@ -136,7 +145,7 @@ class TiledSegmentationModel(ABC):
                 chunk = idx[start : start + max(1, self.batch_size)]
                 batch = np.stack([prepared[i][0] for i in chunk])[:, None]
                 for i, probs in zip(chunk, self._checked_infer(batch), strict=True):
-                    results[i] = self._finish(probs, prepared[i][1])
+                    results[i] = self._finish(probs, *prepared[i][1:])
         return results  # type: ignore[return-value]
 
     # -- helpers --------------------------------------------------------------------------------
@@ -152,7 +161,8 @@ class TiledSegmentationModel(ABC):
         return probs
 
     @staticmethod
-    def _finish(probs: np.ndarray, pads: tuple[int, int, int, int]) -> Prediction:
-        probs = np.ascontiguousarray(crop_pads(probs, pads), dtype=np.float32)
+    def _finish(probs: np.ndarray, pads: tuple[int, int, int, int], shape: tuple[int, int]) -> Prediction:
+        probs = resize_probs(crop_pads(probs, pads), shape)
+        probs = np.ascontiguousarray(probs, dtype=np.float32)
         mask = np.argmax(probs, axis=0).astype(np.uint8)
         return Prediction(mask=mask, probs=probs)

@@ -28,6 +28,7 @@ from napari_fibsem.core._atomic import atomic_path
 from napari_fibsem.core.classes import ClassMap, ClassMapError
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.normalization import Normalization
+from napari_fibsem.core.models.scaling import check_input_scale
 
 BUNDLE_KEY = "napari_fibsem_bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -89,6 +90,9 @@ class BundleMetadata:
     model_kwargs: dict[str, Any] = field(default_factory=dict)
     """Extra smp constructor arguments (e.g. ``encoder_depth``, ``decoder_channels``)."""
     in_channels: int = 1
+    input_scale: float = 1.0
+    """Images are resized by this factor before the network sees them (0.5: half width and height)
+    and the probabilities back to the full size; see :mod:`~napari_fibsem.core.models.scaling`."""
     training_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))
@@ -108,6 +112,7 @@ class BundleMetadata:
             "encoder": self.encoder,
             "model_kwargs": self.model_kwargs,
             "in_channels": self.in_channels,
+            "input_scale": self.input_scale,
             "num_classes": self.num_classes,
             "class_map": self.class_map.to_dict(),
             "normalization": self.normalization.to_dict(),
@@ -145,6 +150,7 @@ class BundleMetadata:
                 normalization=normalization,
                 model_kwargs=dict(data.get("model_kwargs") or {}),
                 in_channels=int(data.get("in_channels", 1)),
+                input_scale=check_input_scale(data.get("input_scale", 1.0), "input_scale"),
                 training_config=dict(data.get("training_config") or {}),
                 metrics=dict(data.get("metrics") or {}),
                 created_at=str(data.get("created_at", "")),

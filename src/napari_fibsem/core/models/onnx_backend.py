@@ -245,6 +245,7 @@ class OnnxModel(TiledSegmentationModel):
         self.metadata = metadata
         self.class_map = metadata.class_map
         self.normalization = metadata.normalization
+        self.input_scale = metadata.input_scale
         self.path = path
         self.stride = int(stride)
         self.output = output

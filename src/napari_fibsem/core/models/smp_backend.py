@@ -25,6 +25,7 @@ from napari_fibsem.core.models.bundle import (
 )
 from napari_fibsem.core.models.formats import sniff
 from napari_fibsem.core.models.normalization import Normalization
+from napari_fibsem.core.models.scaling import check_input_scale
 
 _SHOW_KEYS = 5
 
@@ -130,6 +131,7 @@ class SmpModel(TiledSegmentationModel):
         self.metadata = metadata
         self.class_map = metadata.class_map
         self.normalization = metadata.normalization
+        self.input_scale = metadata.input_scale
         self.tile_size = int(tile_size)
         self.tile_overlap = float(tile_overlap)
         self.batch_size = int(batch_size)
@@ -162,7 +164,9 @@ class SmpModel(TiledSegmentationModel):
     def __repr__(self) -> str:
         return (
             f"SmpModel({self.architecture}/{self.encoder}, {self.num_classes} classes, "
-            f"device={self.device}, normalization={self.normalization.mode})"
+            f"device={self.device}, normalization={self.normalization.mode}"
+            + (f", input_scale={self.input_scale:g}" if self.input_scale != 1.0 else "")
+            + ")"
         )
 
     def to(self, device: str | torch.device | None) -> SmpModel:
@@ -233,6 +237,7 @@ class SmpModel(TiledSegmentationModel):
             self.metadata,
             class_map=self.class_map,
             normalization=self.normalization,
+            input_scale=check_input_scale(self.input_scale),
             training_config=config,
             metrics=to_jsonable(dict(metrics), "metrics") if metrics is not None else {},
             created_at=fresh.created_at,
@@ -319,6 +324,7 @@ def create_model(
     normalization: Normalization | None = None,
     *,
     in_channels: int = 1,
+    input_scale: float = 1.0,
     device: str | torch.device | None = None,
     tile_size: int = 2048,
     tile_overlap: float = 0.25,
@@ -330,7 +336,8 @@ def create_model(
     """A new smp model with random weights (for training); ``model_kwargs`` go to the smp constructor.
 
     ``class_map`` defaults to the AutoLamella classes and ``normalization`` to OpenFIBSEM's
-    ``image / dtype max``; both are saved with the weights. ``optimize`` (default: on CPU)
+    ``image / dtype max``; both are saved with the weights, and so is ``input_scale`` (the model
+    sees images resized by it; masks come back at full size). ``optimize`` (default: on CPU)
     predicts with a BatchNorm-folded, polyphase copy of the network (same results up to float
     rounding; it holds a second copy of the weights).
     """
@@ -343,6 +350,7 @@ def create_model(
         normalization=normalization if normalization is not None else Normalization(),
         model_kwargs=to_jsonable(model_kwargs, "model arguments"),
         in_channels=in_channels,
+        input_scale=check_input_scale(input_scale),
     )
     return SmpModel(
         module,

@@ -44,7 +44,7 @@ class EMAugment:
         cfg = self.config
         centre = None
         if self.crop_size is not None and cfg.foreground > 0 and rng.random() < cfg.foreground:
-            centre = foreground_point(mask, rng)
+            centre = foreground_point(mask, rng, cfg.foreground_weights)
         if cfg.enabled:
             image, mask = self._geometry(image, mask, rng, centre)
             image = self._intensity(image, rng)
@@ -105,17 +105,26 @@ class EMAugment:
         return x.astype(dtype)
 
 
-def foreground_point(mask: np.ndarray, rng: np.random.Generator) -> tuple[int, int] | None:
-    """A random pixel of a foreground class drawn uniformly among those in ``mask`` (None if none).
+def foreground_point(
+    mask: np.ndarray, rng: np.random.Generator, weights: list[float] | None = None
+) -> tuple[int, int] | None:
+    """A random pixel of a foreground class drawn among those in ``mask`` (None if none).
 
     Drawing the class first, then the pixel, gives a small volume block as many crops as a large
     landing post: uniform crops would show a rare class to the network a few times per epoch.
+    ``weights`` (indexed by class id; ids beyond it count 1) makes some classes likelier than
+    others; with all weights 0 among the present classes, the draw is uniform.
     """
     present = np.unique(mask)
     present = present[(present != 0) & (present != IGNORE)]
     if present.size == 0:
         return None
-    cls = present[int(rng.integers(present.size))]
+    if weights is None:
+        cls = present[int(rng.integers(present.size))]
+    else:
+        w = np.array([weights[c] if c < len(weights) else 1.0 for c in present], dtype=np.float64)
+        w = w / w.sum() if w.sum() > 0 else np.full(present.size, 1.0 / present.size)
+        cls = present[int(rng.choice(present.size, p=w))]
     idx = np.flatnonzero(mask == cls)
     flat = int(idx[int(rng.integers(idx.size))])
     return divmod(flat, mask.shape[1])

@@ -39,6 +39,9 @@ RESUME_MAY_CHANGE = frozenset(
 )  # fmt: skip
 """Config keys a resumed run may change; any other change would not continue the same run."""
 
+ADDED_KEYS: dict[str, Any] = {"input_scale": 1.0}
+"""Keys added after the first release, with the value runs without them had (for resuming them)."""
+
 
 def state_path_for(bundle: str | Path) -> Path:
     """``run/last.pt`` -> ``run/last.state.pt``."""
@@ -154,8 +157,13 @@ def apply_state(trainer: Any, state: Mapping[str, Any]) -> None:
 
 
 def resume_conflicts(saved_config_json: str, config: Mapping[str, Any]) -> list[str]:
-    """Keys whose values differ from the run being resumed (outside :data:`RESUME_MAY_CHANGE`)."""
+    """Keys whose values differ from the run being resumed (outside :data:`RESUME_MAY_CHANGE`).
+
+    A key the interrupted run's config lacks (it predates the key) counts as that key's default.
+    """
     saved = json.loads(saved_config_json)
+    for name in (ADDED_KEYS.keys() & set(config)) - set(saved):
+        saved[name] = ADDED_KEYS[name]
     keys = sorted((set(saved) | set(config)) - RESUME_MAY_CHANGE)
     return [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
 

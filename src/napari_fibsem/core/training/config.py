@@ -69,11 +69,22 @@ class AugmentConfig(_Strict):
     foreground: float = Field(0.33, ge=0, le=1)
     """Share of training crops centred on a pixel of a foreground class present in the image, the
     class drawn uniformly (rare classes are seen as often as common ones); the rest are uniform."""
+    foreground_weights: list[float] | None = None
+    """Relative chance of each class id (one entry per output channel, the background's unused) to
+    be drawn for a foreground crop among the classes an image holds; default: all equal. Raise a
+    rare class's entry to centre more crops on it when it shares its images with common classes."""
 
     @model_validator(mode="before")
     @classmethod
     def _from_bool(cls, data: Any) -> Any:
         return {"enabled": data} if isinstance(data, bool) else data
+
+    @field_validator("foreground_weights")
+    @classmethod
+    def _fg_weights(cls, v: list[float] | None) -> list[float] | None:
+        if v is not None and (not v or any(w < 0 for w in v) or not any(w > 0 for w in v[1:])):
+            raise ValueError("needs one number >= 0 per class, and some foreground class above 0")
+        return v
 
     @field_validator("scale", "blur_sigma")
     @classmethod
@@ -156,8 +167,16 @@ class TrainingConfig(_Strict):
     val_paths: list[Path] | None = None
     """Separate validation folders; when given, ``split`` is not used."""
     val_label_paths: list[Path] | None = None
+    input_scale: float = Field(1.0, gt=0, le=1)
+    """Train (and later predict) on images resized by this factor: 0.5 halves width and height, so a
+    whole image costs a quarter and a crop of the same size sees twice the field of view (and
+    prediction is about 4x faster). Images are area-averaged, labels
+    resized by nearest neighbour; the factor is stored in the bundle and ``predict`` resizes the
+    probabilities back, so masks come out at full size. Fine-tuning keeps the checkpoint's factor
+    unless this key is given."""
     crop_size: tuple[int, int] | None = (512, 512)
-    """Random training crops of this HEIGHT x WIDTH (an int for squares), so mixed sizes batch; null = whole images."""
+    """Random training crops of this HEIGHT x WIDTH (an int for squares), so mixed sizes batch; null = whole
+    images. Taken from the resized images (``input_scale``)."""
     augment: AugmentConfig = Field(default_factory=AugmentConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
     class_weights: list[float] | None = None

@@ -88,6 +88,12 @@ def resolve_class_map(config: TrainingConfig) -> tuple[ClassMap, str]:
             f"num_classes is {config.num_classes} but the class map {source} has ids {class_map.ids} "
             f"({class_map.num_classes} output channels); fix num_classes or the class map"
         )
+    fg_weights = config.augment.foreground_weights
+    if fg_weights is not None and len(fg_weights) != class_map.num_classes:
+        raise TrainingSetupError(
+            f"augment.foreground_weights has {len(fg_weights)} entries but the class map {source} needs "
+            f"{class_map.num_classes} (one per output channel)"
+        )
     if config.class_weights is not None and len(config.class_weights) != class_map.num_classes:
         raise TrainingSetupError(
             f"class_weights has {len(config.class_weights)} entries but the class map {source} needs "
@@ -114,8 +120,14 @@ def build_datasets(
     class_map: ClassMap,
     normalize: Callable[[np.ndarray], np.ndarray],
     class_map_source: str = "",
+    input_scale: float | None = None,
 ) -> TrainingData:
-    """Find, validate and split the labelled images; augmentation goes on the training split only."""
+    """Find, validate and split the labelled images; augmentation goes on the training split only.
+
+    Both splits are resized by ``input_scale`` (default: the config's; the trainer passes the
+    model's, which a fine-tuned checkpoint may bring) before cropping and augmentation.
+    """
+    scale = config.input_scale if input_scale is None else input_scale
     samples = _labelled(config.data_paths, config.label_paths, "training")
     if config.validate_dataset:
         validate(DatasetIndex(tuple(samples)), class_map)
@@ -139,9 +151,13 @@ def build_datasets(
     if not config.augment.enabled and config.crop_size is None:
         transform = None
     train = SegmentationDataset(
-        train_s, class_map, transform=transform, normalize=normalize, seed=config.seed
+        train_s, class_map, transform=transform, normalize=normalize, seed=config.seed, input_scale=scale
     )
-    val = SegmentationDataset(val_s, class_map, normalize=normalize, seed=config.seed) if val_s else None
+    val = (
+        SegmentationDataset(val_s, class_map, normalize=normalize, seed=config.seed, input_scale=scale)
+        if val_s
+        else None
+    )
     return TrainingData(train, val, class_map, class_map_source)
 
 

@@ -138,7 +138,9 @@ class Trainer:
         class_map, source = resolve_class_map(cfg)
         prepared = prepare_model(cfg, class_map, source, device, ctx)
         self.model = prepared.model
-        self.data = build_datasets(cfg, class_map, self.model.normalization.apply, source)
+        self.data = build_datasets(
+            cfg, class_map, self.model.normalization.apply, source, input_scale=self.model.input_scale
+        )
         ck.check_save_path(
             cfg.save_path, cfg.overwrite, cfg.checkpoint if prepared.mode == "resume" else None
         )

@@ -79,6 +79,7 @@ def prepare_model(
                 config.encoder,
                 class_map,
                 normalization,
+                input_scale=config.input_scale,
                 device=device,
                 **config.model_kwargs,
             )
@@ -113,6 +114,8 @@ def prepare_model(
             f"{ckpt}: the checkpoint was trained with normalisation {model.normalization.to_dict()} but the config "
             f"asks for {config.normalization}; remove 'normalization' to keep the checkpoint's"
         )
+    if "input_scale" in config.model_fields_set:
+        model.input_scale = config.input_scale  # else the checkpoint's own scale
     if not resume:
         return PreparedModel(model, "fine-tune")
     state = load_training_state(state_file)
