@@ -27,13 +27,21 @@ def start_worker(
     on_yielded: Callable[[Any], None] | None = None,
     on_aborted: Callable[[], None] | None = None,
     on_finished: Callable[[], None] | None = None,
+    owner: Any | None = None,
 ) -> Any | None:
     """Run ``func(*args)`` off the UI thread; the callbacks run on the UI thread.
 
     ``func`` may be a generator: its yields go to ``on_yielded`` and quitting the worker ends it
-    at the next yield (``on_aborted``). Returns the worker, or None when it ran inline (then every
-    callback has already run).
+    at the next yield (``on_aborted``). With ``owner`` (a QObject), callbacks arriving after the
+    owner was deleted (its dock closed while the work ran) are dropped instead of touching dead
+    widgets. Returns the worker, or None when it ran inline (then every callback has already run).
     """
+    if owner is not None:
+        on_returned, on_errored, on_yielded, on_aborted, on_finished = (
+            None if cb is None else _while_alive(owner, cb)
+            for cb in (on_returned, on_errored, on_yielded, on_aborted, on_finished)
+        )
+        assert on_returned is not None
     if threads_disabled():
         result = func(*args)
         if inspect.isgenerator(result):
@@ -62,6 +70,23 @@ def start_worker(
         worker.finished.connect(on_finished)
     worker.start()
     return worker
+
+
+def alive(obj: Any) -> bool:
+    """Whether the C++ side of a Qt object still exists (Python wrappers outlive closed docks)."""
+    try:
+        obj.objectName()
+    except RuntimeError:
+        return False
+    return True
+
+
+def _while_alive(owner: Any, callback: Callable[..., None]) -> Callable[..., None]:
+    def call(*args: Any) -> None:
+        if alive(owner):
+            callback(*args)
+
+    return call
 
 
 def swatch(colour: str, size: int = 12) -> QIcon:

@@ -263,7 +263,7 @@ class SamAssist(QGroupBox):
             done(result)
             self._update_buttons()
 
-        worker = start_worker(work, on_returned=finish, on_errored=lambda e: finish((None, f"{type(e).__name__}: {e}")))
+        worker = start_worker(work, on_returned=finish, on_errored=lambda e: finish((None, f"{type(e).__name__}: {e}")), owner=self)
         self._worker = worker
         self._update_buttons()
 

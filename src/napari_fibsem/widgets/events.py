@@ -224,6 +224,7 @@ class EventsWidget(QWidget):
             *args,
             on_returned=self._on_returned,
             on_errored=lambda e: self._on_returned(_Outcome(error=f"{type(e).__name__}: {e}")),
+            owner=self,
         )
 
     def _on_progress(self, done: int, total: int) -> None:

@@ -318,7 +318,7 @@ class KeypointWidget(QWidget):
                 self._add_missing(found, Path(checkpoint).stem)
 
         self._worker = start_worker(_detect_with_model, checkpoint, image, on_returned=done,
-                                    on_errored=lambda e: done((None, f"{type(e).__name__}: {e}")))  # fmt: skip
+                                    on_errored=lambda e: done((None, f"{type(e).__name__}: {e}")), owner=self)  # fmt: skip
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.commit()

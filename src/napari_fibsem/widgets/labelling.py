@@ -301,6 +301,7 @@ class LabellingWidget(QWidget):
             on_errored=lambda e: self._finish(on_done, (None, f"{type(e).__name__}: {e}")),
             on_yielded=on_yield,
             on_aborted=lambda: self._finish(on_done, None),  # Stop ends a generator at its next yield
+            owner=self,
         )
         self._update_buttons()
 

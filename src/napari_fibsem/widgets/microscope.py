@@ -186,7 +186,7 @@ class MicroscopeWidget(QWidget):
                 stage = e
             return result, None, stage
 
-        self._worker = start_worker(guarded, on_returned=finish)
+        self._worker = start_worker(guarded, on_returned=finish, owner=self)
         self._update_buttons()
 
     def refresh_stage(self) -> None:
@@ -209,7 +209,7 @@ class MicroscopeWidget(QWidget):
             if not self.busy and calls == self._calls and m is self.microscope:
                 self._show_stage(s)
 
-        start_worker(read, on_returned=shown, on_errored=lambda _e: shown(None))
+        start_worker(read, on_returned=shown, on_errored=lambda _e: shown(None), owner=self)
 
     def _live_toggled(self, on: bool) -> None:
         if on and self.microscope is not None:

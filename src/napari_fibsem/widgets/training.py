@@ -200,7 +200,7 @@ class TrainingWidget(QWidget):
         self._stop.clear()
         self._set_running(True)
         self._worker = start_worker(run_training, config, self._relay, self._stop, on_returned=self._on_returned,
-                                    on_errored=self._on_errored, on_finished=self._on_finished)  # fmt: skip
+                                    on_errored=self._on_errored, on_finished=self._on_finished, owner=self)  # fmt: skip
         return True
 
     def stop(self) -> None:
