@@ -28,6 +28,7 @@ from napari_fibsem.core.training import (
     train,
 )
 from napari_fibsem.core.training.metrics import confusion_matrix
+from napari_fibsem.core.training.prepare import cpu_has_native_bfloat16
 
 TINY = dict(encoder="tu-resnet10t", model_kwargs={"encoder_depth": 3, "decoder_channels": [32, 16, 8]})
 
@@ -313,3 +314,45 @@ def test_tensorboard_is_the_default_and_records_scalars_and_panels(five, tmp_pat
     sizes = {(p.height, p.width) for tag in images for p in acc.Images(tag)}
     # image | label | prediction side by side: 48x48 training crops, whole 64x96 validation images
     assert sizes <= {(48, 3 * 48), (64, 3 * 96)} and len(sizes) == 2, sizes
+
+
+# -- mixed precision on the CPU ----------------------------------------------------------------------
+def _forward_dtypes(cfg: TrainingConfig) -> set[torch.dtype]:
+    """The dtypes the network's first convolution produced while ``cfg`` trained."""
+    seen: set[torch.dtype] = set()
+
+    def hook(module, _inputs, out) -> None:
+        if isinstance(module, torch.nn.Conv2d) and module.training:
+            seen.add(out.dtype)
+
+    handle = torch.nn.modules.module.register_module_forward_hook(hook)
+    try:
+        result = train(cfg)
+    finally:
+        handle.remove()
+    assert np.isfinite(result.history[-1]["train_loss"])
+    return seen
+
+
+@pytest.mark.skipif(
+    not cpu_has_native_bfloat16(),
+    reason="this CPU has no native bfloat16 (AVX512-BF16 or AMX)",
+)
+def test_amp_trains_in_bfloat16_on_a_cpu_that_has_it_and_saves_float32(five, tmp_path):
+    assert _forward_dtypes(config(five, tmp_path / "amp", epochs=1, split=0.4, amp=True)) == {torch.bfloat16}
+    assert _forward_dtypes(config(five, tmp_path / "fp32", epochs=1, split=0.4, amp=False)) == {torch.float32}
+    bundle = torch.load(tmp_path / "amp" / "last.pt", weights_only=True)
+    weights = [v for v in bundle["state_dict"].values() if v.is_floating_point()]
+    assert weights and all(v.dtype == torch.float32 for v in weights)
+    pred = load_model(tmp_path / "amp" / "last.pt", device="cpu").predict(np.zeros((64, 96), np.uint8))
+    assert pred.probs.dtype == np.float32 and pred.mask.shape == (64, 96)
+
+
+def test_amp_stays_float32_on_a_cpu_without_native_bfloat16(monkeypatch):
+    from napari_fibsem.core.training import prepare
+
+    monkeypatch.setattr(torch.cpu, "_is_avx512_bf16_supported", lambda: False)
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: False)
+    assert prepare.autocast_dtype(torch.device("cpu")) is None
+    monkeypatch.setattr(torch.cpu, "_is_amx_tile_supported", lambda: True)
+    assert prepare.autocast_dtype(torch.device("cpu")) is torch.bfloat16

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from PIL import Image
 from qtpy.QtCore import QTimer
 
 from napari_fibsem.core.synthetic_dataset import write_dataset
@@ -230,3 +231,36 @@ def test_nothreads_runs_inline(widget, dataset, tmp_path, monkeypatch):
     assert not w.running and w.error is None and w.result is not None
     assert w.result.epochs_completed == 1 and (tmp_path / "run" / "last.pt").is_file()
     assert [e for e, _ in w.plot.points("train_loss")] == [1] and w.form.isEnabled()
+
+
+def test_input_scale_and_mixed_precision_fields(widget, dataset, tmp_path):
+    """The scale reaches the config only when chosen (else a fine-tuned checkpoint keeps its own),
+    survives a save/load round trip, and the mixed-precision box is the config's ``amp``."""
+    w = widget
+    fill_tiny(w, dataset, tmp_path / "run")
+    f = w.form
+    cfg = f.config()
+    assert "input_scale" not in cfg.model_fields_set and cfg.input_scale == 1.0 and cfg.amp
+    out = tmp_path / "unset.yaml"
+    assert w.save_config_file(out)
+    assert "input_scale" not in yaml.safe_load(out.read_text())
+    assert w.load_config_file(out) and "input_scale" not in f.config().model_fields_set
+
+    f.input_scale.setValue(0.5)
+    f.amp.setChecked(False)
+    cfg = f.config()
+    assert "input_scale" in cfg.model_fields_set and cfg.input_scale == 0.5 and not cfg.amp
+    out = tmp_path / "half.yaml"
+    assert w.save_config_file(out)
+    saved = yaml.safe_load(out.read_text())
+    assert saved["input_scale"] == 0.5 and saved["amp"] is False
+    f.input_scale.setValue(1.0)
+    assert w.load_config_file(out)
+    assert f.input_scale.value() == 0.5 and not f.amp.isChecked()
+    assert f.config() == load_config(out)
+
+    w.viewer.window._qt_window.resize(1000, 1000)
+    w.viewer.screenshot(canvas_only=False)  # a hidden window's first grab is black
+    shot = w.viewer.screenshot(canvas_only=False)
+    Image.fromarray(shot).save(tmp_path / "training_widget.png")  # looked at: both fields in the form
+    assert shot[..., :3].std() > 10

@@ -54,6 +54,8 @@ LABELS = {
     "batch_size": "Batch size",
     "lr": "Learning rate",
     "crop_size": "Crop size",
+    "input_scale": "Input scale",
+    "amp": "Mixed precision",
     "split": "Validation split",
     "device": "Device",
     "num_workers": "Loader workers",
@@ -151,6 +153,18 @@ class TrainingForm(QWidget):
         self.crop_size.setToolTip(
             "Random training crops: 512 (square) or 512x768 (height x width); empty: whole images"
         )
+        self.input_scale = QDoubleSpinBox()
+        self.input_scale.setRange(0.05, 1.0)
+        self.input_scale.setSingleStep(0.05)
+        self.input_scale.setDecimals(3)
+        self.input_scale.setValue(_default("input_scale"))
+        self.input_scale.setToolTip(
+            "Train and predict at this fraction of the image size (0.5: half; about 4x less work). "
+            "Stored in the model; predictions come back at full size. Fine-tuning keeps the "
+            "checkpoint's scale unless you set one here"
+        )
+        self._scale_set = False  # only a scale the user (or the YAML) chose overrides a checkpoint's
+        self.input_scale.valueChanged.connect(self._on_scale_changed)
         self.split = QDoubleSpinBox()
         self.split.setRange(0.0, 0.95)
         self.split.setSingleStep(0.05)
@@ -162,6 +176,12 @@ class TrainingForm(QWidget):
         self.num_workers.setToolTip("Data-loading processes (0: load in the training thread)")
         self.augment = QCheckBox("Augment (flips, rotation, contrast, blur)")
         self.augment.setChecked(True)
+        self.amp = QCheckBox("Mixed precision (CUDA; CPUs with bfloat16)")
+        self.amp.setChecked(_default("amp"))
+        self.amp.setToolTip(
+            "float16 on CUDA GPUs, bfloat16 on CPUs with AVX512-BF16 or AMX (about 2x faster); "
+            "float32 elsewhere. Saved models are float32 either way"
+        )
         self.overwrite = QCheckBox("Replace a previous run in the save folder")
 
         data = _group("Data", [
@@ -173,8 +193,9 @@ class TrainingForm(QWidget):
         ])  # fmt: skip
         training = _group("Training", [
             ("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
-            ("Crop size", self.crop_size), ("Validation split", self.split), ("Device", self.device),
-            ("Loader workers", self.num_workers), ("", self.augment), ("", self.overwrite),
+            ("Crop size", self.crop_size), ("Input scale", self.input_scale), ("Validation split", self.split),
+            ("Device", self.device), ("Loader workers", self.num_workers), ("", self.augment), ("", self.amp),
+            ("", self.overwrite),
         ])  # fmt: skip
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
@@ -200,7 +221,10 @@ class TrainingForm(QWidget):
         data["batch_size"] = self.batch_size.value()
         data["lr"] = _number(self.lr.text())
         data["crop_size"] = _crop(self.crop_size.text())
+        if self._scale_set:
+            data["input_scale"] = round(self.input_scale.value(), 4)
         data["split"] = round(self.split.value(), 4)
+        data["amp"] = self.amp.isChecked()
         data["device"] = self.device.currentText().strip()
         data["num_workers"] = self.num_workers.value()
         augment = self._base.get("augment")
@@ -213,6 +237,9 @@ class TrainingForm(QWidget):
             del data["save_path"]  # reported as "required key is missing"
         return data
 
+    def _on_scale_changed(self, _value: float) -> None:
+        self._scale_set = True
+
     def config(self) -> TrainingConfig:
         """The validated config; raises :class:`ConfigError` listing every problem (folders included)."""
         return parse_config(self.values(), source="training form")
@@ -220,6 +247,8 @@ class TrainingForm(QWidget):
     def set_config(self, cfg: TrainingConfig) -> None:
         """Show ``cfg`` in the form and keep its other keys for Start and Save."""
         self._base = cfg.to_jsonable()
+        explicit = "input_scale" in cfg.model_fields_set
+        self._base.pop("input_scale", None)
         self.data_paths.set_paths(cfg.data_paths)
         self.label_paths.set_paths(cfg.label_paths)
         self.save_path.set_paths(cfg.save_path)
@@ -237,7 +266,10 @@ class TrainingForm(QWidget):
         self.crop_size.setText(
             "" if crop is None else str(crop[0]) if crop[0] == crop[1] else f"{crop[0]}x{crop[1]}"
         )
+        self.input_scale.setValue(cfg.input_scale)
+        self._scale_set = explicit
         self.split.setValue(cfg.split)
+        self.amp.setChecked(cfg.amp)
         self.device.setCurrentText(cfg.device)
         self.num_workers.setValue(cfg.num_workers)
         self.augment.setChecked(cfg.augment.enabled)
@@ -281,7 +313,10 @@ class TrainingForm(QWidget):
             except (ValidationError, ValueError, TypeError):
                 raise e from None
             problems = e.problems
-        atomic_write_text(Path(path), yaml.safe_dump(cfg.to_jsonable(), sort_keys=False))
+        data = cfg.to_jsonable()
+        if "input_scale" not in cfg.model_fields_set:
+            del data["input_scale"]  # absent, not 1.0: a fine-tuned checkpoint then keeps its own scale
+        atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False))
         return problems
 
 

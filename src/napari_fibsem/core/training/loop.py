@@ -45,7 +45,7 @@ from napari_fibsem.core.training.loggers import TrainingLogger, Write, build_log
 from napari_fibsem.core.training.losses import SegmentationLoss
 from napari_fibsem.core.training.metrics import compute_metrics, confusion_matrix
 from napari_fibsem.core.training.optim import build_optimizer, build_scheduler
-from napari_fibsem.core.training.prepare import prepare_model, resolve_device
+from napari_fibsem.core.training.prepare import autocast_dtype, prepare_model, resolve_device
 from napari_fibsem.core.training.progress import (
     Progress,
     ProgressCallback,
@@ -161,7 +161,8 @@ class Trainer:
             )
         else:
             self.net = net
-        self.amp = cfg.amp and device.type == "cuda"
+        self.amp_dtype = autocast_dtype(device) if cfg.amp else None
+        self.amp = self.amp_dtype is torch.float16  # float16 needs the grad scaler; bfloat16 does not
         self.optimizer = build_optimizer(cfg, net.parameters())
         self.scheduler = build_scheduler(cfg, self.optimizer, self.spe)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp)
@@ -225,8 +226,9 @@ class Trainer:
         y = y.to(self.device, non_blocking=True)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
+        with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None):
             logits = self.net(x)
+        logits = logits.float()
         loss = self.criterion(logits, y)
         value = float(loss.detach())
         if any_true(not math.isfinite(value), self.ctx, self.device):  # every process stops together
@@ -309,8 +311,8 @@ class Trainer:
             x, y = x.to(self.device), y.to(self.device)
             if self.channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            with torch.autocast(device_type=self.device.type, dtype=torch.float16, enabled=self.amp):
-                logits = net(x)
+            with torch.autocast(self.device.type, dtype=torch.float16, enabled=self.amp):  # CPU: float32
+                logits = net(x).float()
             totals[0] += float(self.criterion(logits, y)) * x.shape[0]
             totals[1] += x.shape[0]
             cm += confusion_matrix(logits.argmax(dim=1), y, n)

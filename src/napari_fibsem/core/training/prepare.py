@@ -58,6 +58,22 @@ def resolve_device(config: TrainingConfig, ctx: DistContext) -> torch.device:
     return torch.device(want)
 
 
+def cpu_has_native_bfloat16() -> bool:
+    """AVX512-BF16 or AMX: bfloat16 convolutions run about twice as fast as float32 there; on
+    other CPUs they are emulated and slower, so mixed precision stays off."""
+    probes = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(getattr(torch.cpu, name, lambda: False)() for name in probes)
+
+
+def autocast_dtype(device: torch.device) -> torch.dtype | None:
+    """The mixed-precision type ``amp: true`` trains in on ``device``, or None for plain float32."""
+    if device.type == "cuda":
+        return torch.float16
+    if device.type == "cpu" and cpu_has_native_bfloat16():
+        return torch.bfloat16
+    return None
+
+
 def prepare_model(
     config: TrainingConfig,
     class_map: ClassMap,
