@@ -33,6 +33,7 @@ from napari_fibsem.core._atomic import atomic_path
 from napari_fibsem.core._optional import require
 from napari_fibsem.core.models.bundle import BundleMetadata
 from napari_fibsem.core.models.onnx_backend import METADATA_KEY
+from napari_fibsem.core.models.winograd import use_winograd
 
 ONNX_FORMAT_VERSION = 1
 INPUT_NAME = "image"
@@ -194,8 +195,12 @@ def _polyphase_unet(module: nn.Module) -> int:
     return count
 
 
-def inference_module(module: nn.Module, probe_size: int = 64, check: bool = True) -> nn.Module:
-    """An eval-mode copy of ``module`` with BatchNorm folded and U-Net decoders made polyphase.
+def inference_module(
+    module: nn.Module, probe_size: int = 64, check: bool = True, winograd: bool = False
+) -> nn.Module:
+    """An eval-mode copy of ``module`` with BatchNorm folded and U-Net decoders made polyphase;
+    with ``winograd``, wide 3x3 convolutions also become :class:`WinogradConv3x3` (CPU torch only:
+    ONNX exports and GPUs keep plain convolutions, which their runtimes optimise themselves).
 
     With ``check``, the copy is compared with the original on a random ``probe_size``-square
     input; if they disagree (an architecture whose structure these rewrites misread), a plain
@@ -205,6 +210,8 @@ def inference_module(module: nn.Module, probe_size: int = 64, check: bool = True
     fused = copy.deepcopy(original)
     fold_batchnorm(fused)
     _polyphase_unet(fused)
+    if winograd:
+        use_winograd(fused)
     if not check:
         return fused
     param = next(original.parameters(), None)

@@ -127,6 +127,7 @@ class SmpModel(TiledSegmentationModel):
         batch_size: int = 4,
         channels_last: bool | None = None,
         optimize: bool | None = None,
+        winograd: bool | None = None,
     ) -> None:
         self.metadata = metadata
         self.class_map = metadata.class_map
@@ -139,6 +140,7 @@ class SmpModel(TiledSegmentationModel):
         self._module = module
         self._channels_last_option = channels_last
         self._optimize_option = optimize
+        self._winograd_option = winograd
         self._fused: torch.nn.Module | None = None
         self._fused_key: tuple | None = None
         self._device = torch.device("cpu")
@@ -177,6 +179,8 @@ class SmpModel(TiledSegmentationModel):
         self._channels_last = (self._device.type == "cpu") if cl is None else bool(cl)
         opt = self._optimize_option
         self._optimize = (self._device.type == "cpu") if opt is None else bool(opt)
+        wino = self._winograd_option
+        self._winograd = self._optimize and ((self._device.type == "cpu") if wino is None else bool(wino))
         self._fused = None
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         self._module.to(device=self._device, memory_format=fmt)
@@ -189,18 +193,20 @@ class SmpModel(TiledSegmentationModel):
         return tuple((id(t), t.data_ptr(), _version(t)) for t in tensors)
 
     def _inference_net(self) -> torch.nn.Module:
-        """An inference-only copy of the network (BatchNorm folded, polyphase U-Net decoder; see
+        """An inference-only copy of the network (BatchNorm folded, polyphase U-Net decoder, on CPU
+        Winograd for the wide 3x3 convolutions; see
         :func:`~napari_fibsem.core.models.export.inference_module`), rebuilt when the weights change.
 
-        On 2 CPU cores this takes a resnet34 U-Net from ~1.05 s to ~0.8 s per 1024x1536 frame
-        (channels-last in both); building it costs ~0.2 s once per set of weights.
+        Building it costs well under a second once per set of weights; ``benchmarks/inference.py``
+        measures what each rewrite saves.
         """
         key = self._weights_key()
         if self._fused is None or self._fused_key != key:
             from napari_fibsem.core.models.export import inference_module
 
             fmt = torch.channels_last if self._channels_last else torch.contiguous_format
-            self._fused = inference_module(self._module).to(device=self._device, memory_format=fmt)
+            fused = inference_module(self._module, winograd=self._winograd)
+            self._fused = fused.to(device=self._device, memory_format=fmt)
             self._fused_key = key
         return self._fused
 
@@ -331,6 +337,7 @@ def create_model(
     batch_size: int = 4,
     channels_last: bool | None = None,
     optimize: bool | None = None,
+    winograd: bool | None = None,
     **model_kwargs: Any,
 ) -> SmpModel:
     """A new smp model with random weights (for training); ``model_kwargs`` go to the smp constructor.
@@ -339,7 +346,8 @@ def create_model(
     ``image / dtype max``; both are saved with the weights, and so is ``input_scale`` (the model
     sees images resized by it; masks come back at full size). ``optimize`` (default: on CPU)
     predicts with a BatchNorm-folded, polyphase copy of the network (same results up to float
-    rounding; it holds a second copy of the weights).
+    rounding; it holds a second copy of the weights); ``winograd`` (default: on CPU, with
+    ``optimize``) computes its wide 3x3 convolutions with Winograd's F(4x4, 3x3).
     """
     class_map = class_map if class_map is not None else ClassMap.default()
     module = build_module(architecture, encoder, class_map.num_classes, in_channels, model_kwargs)
@@ -361,4 +369,5 @@ def create_model(
         batch_size=batch_size,
         channels_last=channels_last,
         optimize=optimize,
+        winograd=winograd,
     )
