@@ -33,7 +33,7 @@ from napari_fibsem.core._atomic import atomic_path
 from napari_fibsem.core._optional import require
 from napari_fibsem.core.models.bundle import BundleMetadata
 from napari_fibsem.core.models.onnx_backend import METADATA_KEY
-from napari_fibsem.core.models.winograd import use_winograd
+from napari_fibsem.core.models.winograd import is_plain_3x3, use_winograd
 
 ONNX_FORMAT_VERSION = 1
 INPUT_NAME = "image"
@@ -177,13 +177,7 @@ def _polyphase_unet(module: nn.Module) -> int:
             type(block) is UnetDecoderBlock
             and block.interpolation_mode == "nearest"
             and isinstance(getattr(block.attention1, "attention", None), nn.Identity)
-            and type(conv) is nn.Conv2d
-            and conv.kernel_size == (3, 3)
-            and conv.stride == (1, 1)
-            and conv.padding == (1, 1)
-            and conv.dilation == (1, 1)
-            and conv.groups == 1
-            and conv.padding_mode == "zeros"
+            and is_plain_3x3(conv)
             and conv.in_channels >= channels
         )
         if ok:

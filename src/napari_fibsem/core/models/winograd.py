@@ -35,8 +35,9 @@ MIN_CHANNELS = 256
 """Narrower layers stay direct convolutions (the transforms would cost more than they save)."""
 
 
-def winograd_eligible(conv: nn.Module, min_channels: int = MIN_CHANNELS) -> bool:
-    """A plain 3x3, stride-1, padding-1 float convolution at least ``min_channels`` wide both ways."""
+def is_plain_3x3(conv: nn.Module) -> bool:
+    """An ``nn.Conv2d`` (not a subclass) with a 3x3 kernel, stride 1, zero padding 1, no dilation
+    or groups: the shape the inference rewrites know how to compute differently."""
     return (
         type(conv) is nn.Conv2d
         and conv.kernel_size == (3, 3)
@@ -45,6 +46,13 @@ def winograd_eligible(conv: nn.Module, min_channels: int = MIN_CHANNELS) -> bool
         and conv.dilation == (1, 1)
         and conv.groups == 1
         and conv.padding_mode == "zeros"
+    )
+
+
+def winograd_eligible(conv: nn.Module, min_channels: int = MIN_CHANNELS) -> bool:
+    """A plain 3x3 float convolution at least ``min_channels`` wide both ways."""
+    return (
+        is_plain_3x3(conv)
         and conv.in_channels >= min_channels
         and conv.out_channels >= min_channels
         and conv.weight.is_floating_point()
