@@ -167,3 +167,18 @@ def test_model_and_normalisation_keys_are_checked(data):
         TrainingConfig(data_paths=[data], save_path="o", normalization={"mode": "zscore"})
     with pytest.raises(ValueError, match="label_paths has 2 entries but data_paths has 1"):
         TrainingConfig(data_paths=[data], label_paths=[data, data], save_path="o")
+
+
+def test_a_dumped_config_keeps_input_scale_unset_when_it_was_not_given(tmp_path, data):
+    """Every copy of a config (run folder, DDP processes, the form's YAML) goes through
+    ``to_jsonable``; an unset scale must stay unset there, or fine-tuning a half-scale checkpoint
+    from such a copy would silently train at full scale."""
+    unset = TrainingConfig(data_paths=[data], save_path=tmp_path / "run")
+    assert "input_scale" not in unset.to_jsonable()
+    again = TrainingConfig.model_validate(unset.to_jsonable())
+    assert "input_scale" not in again.model_fields_set and again == unset
+    half = TrainingConfig(data_paths=[data], save_path=tmp_path / "run", input_scale=0.5)
+    again = TrainingConfig.model_validate(half.to_jsonable())
+    assert "input_scale" in again.model_fields_set and again.input_scale == 0.5
+    full = TrainingConfig(data_paths=[data], save_path=tmp_path / "run", input_scale=1.0)
+    assert full.to_jsonable()["input_scale"] == 1.0  # given explicitly: kept, even at the default

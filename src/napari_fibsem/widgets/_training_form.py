@@ -247,8 +247,7 @@ class TrainingForm(QWidget):
     def set_config(self, cfg: TrainingConfig) -> None:
         """Show ``cfg`` in the form and keep its other keys for Start and Save."""
         self._base = cfg.to_jsonable()
-        explicit = "input_scale" in cfg.model_fields_set
-        self._base.pop("input_scale", None)
+        explicit = "input_scale" in cfg.model_fields_set  # to_jsonable leaves it out otherwise
         self.data_paths.set_paths(cfg.data_paths)
         self.label_paths.set_paths(cfg.label_paths)
         self.save_path.set_paths(cfg.save_path)
@@ -313,10 +312,7 @@ class TrainingForm(QWidget):
             except (ValidationError, ValueError, TypeError):
                 raise e from None
             problems = e.problems
-        data = cfg.to_jsonable()
-        if "input_scale" not in cfg.model_fields_set:
-            del data["input_scale"]  # absent, not 1.0: a fine-tuned checkpoint then keeps its own scale
-        atomic_write_text(Path(path), yaml.safe_dump(data, sort_keys=False))
+        atomic_write_text(Path(path), yaml.safe_dump(cfg.to_jsonable(), sort_keys=False))
         return problems
 
 

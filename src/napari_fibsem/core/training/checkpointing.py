@@ -40,7 +40,8 @@ RESUME_MAY_CHANGE = frozenset(
 """Config keys a resumed run may change; any other change would not continue the same run."""
 
 ADDED_KEYS: dict[str, Any] = {"input_scale": 1.0}
-"""Keys added after the first release, with the value runs without them had (for resuming them)."""
+"""Keys a saved or given config may lack (added after the first release, or dumped only when set),
+with the value their absence is compared as when resuming."""
 
 
 def state_path_for(bundle: str | Path) -> Path:
@@ -159,11 +160,10 @@ def apply_state(trainer: Any, state: Mapping[str, Any]) -> None:
 def resume_conflicts(saved_config_json: str, config: Mapping[str, Any]) -> list[str]:
     """Keys whose values differ from the run being resumed (outside :data:`RESUME_MAY_CHANGE`).
 
-    A key the interrupted run's config lacks (it predates the key) counts as that key's default.
+    A key of :data:`ADDED_KEYS` that either config lacks counts as that key's default.
     """
-    saved = json.loads(saved_config_json)
-    for name in (ADDED_KEYS.keys() & set(config)) - set(saved):
-        saved[name] = ADDED_KEYS[name]
+    saved = {**ADDED_KEYS, **json.loads(saved_config_json)}
+    config = {**ADDED_KEYS, **config}
     keys = sorted((set(saved) | set(config)) - RESUME_MAY_CHANGE)
     return [f"{k}: {saved.get(k)!r} -> {config.get(k)!r}" for k in keys if saved.get(k) != config.get(k)]
 

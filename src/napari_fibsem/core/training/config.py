@@ -291,4 +291,10 @@ class TrainingConfig(_Strict):
 
     # -- helpers ------------------------------------------------------------------------------
     def to_jsonable(self) -> dict[str, Any]:
-        return self.model_dump(mode="json")
+        """The config as JSON-safe data, with ``input_scale`` only when it was given: absent, a
+        fine-tuned checkpoint keeps its own scale, so a dumped config (the run folder's
+        ``config.yaml``, the DDP processes' copy, the form's YAML) must not turn "unset" into 1.0."""
+        data = self.model_dump(mode="json")
+        if "input_scale" not in self.model_fields_set:
+            del data["input_scale"]
+        return data
