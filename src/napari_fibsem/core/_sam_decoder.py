@@ -8,10 +8,12 @@ Why it is faster (same weights, same formulas, reordered):
   one). Image->token: the query projection is folded into the keys and the output projection
   into the values. That replaces four 4096x256x128 matrix products per block by ones with
   4096x256x(heads*tokens) and removes the reshapes/copies of the per-head layout.
-* Only the mask that is shown is computed past the transformer: one hypernetwork output, the
-  upscaling convolutions (2x2, stride 2: plain matrix products) only over the image part of the
-  padded 64x64 grid, and one bilinear resize straight from the 1/4-resolution logits to the
-  original image size (SamPredictor resizes all masks to 1024x1024 and then again).
+* Only the mask that is shown is computed past the transformer: the final token->image attention
+  for the IoU token and the mask tokens that may be shown (each token attends on its own), one
+  hypernetwork output, the upscaling convolutions (2x2, stride 2: plain matrix products) only over
+  the image part of the padded 64x64 grid, in bands that keep their intermediates in the CPU
+  cache, and the two bilinear resizes only over that part (SamPredictor resizes all three masks
+  over the whole padded square).
 * Dense positional encoding and ``features + no-mask embedding`` are computed once per embedding.
 
 Where the model's decoder is not the standard one, the package's own modules run instead.
@@ -27,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 LOW_RES_FILL = -20.0  # low-res logits of the padding (outside the image): clearly background
+UPSCALE_BAND_CELLS = 512  # grid cells per band of the CPU upscaling (intermediates of ~2 MB)
 
 
 @dataclass
@@ -39,7 +42,6 @@ class _Prepared:
 
     key: str
     x: torch.Tensor  # features + no-mask embedding
-    xp: torch.Tensor  # x + positional encoding
     k1_t: torch.Tensor  # block 1, token->image keys
     v1: torch.Tensor  # block 1, token->image values (heads x n x ch)
     q1_t: torch.Tensor  # block 1, image->token queries
@@ -85,10 +87,11 @@ def _token_to_image_pre(attn, q_tok: torch.Tensor, k_t: torch.Tensor, v: torch.T
     return attn.out_proj(out.transpose(0, 1).reshape(n_tok, d))
 
 
-def _image_to_token_out(attn, scores: torch.Tensor, v: torch.Tensor, n_tok: int, residual: torch.Tensor) -> torch.Tensor:
+def _image_to_token_out(attn, scores: torch.Tensor, v: torch.Tensor, n_tok: int, residual: torch.Tensor,
+                        in_place: bool = False) -> torch.Tensor:
     """``residual`` + attention output: softmax over the tokens per head, then values and output
     projection folded together (each head's weights sum to one, so the output bias is spread
-    over the heads' rows)."""
+    over the heads' rows). ``in_place`` adds into ``residual`` (saves a 4096 x C copy)."""
     h = attn.num_heads
     d = v.shape[1]
     ch = d // h
@@ -96,11 +99,13 @@ def _image_to_token_out(attn, scores: torch.Tensor, v: torch.Tensor, n_tok: int,
     vh = v.reshape(n_tok, h, ch).transpose(0, 1)  # h x N x ch
     wo = attn.out_proj.weight.reshape(-1, h, ch).permute(1, 2, 0)  # h x ch x C
     u = (vh @ wo).reshape(h * n_tok, -1) + attn.out_proj.bias / h  # (h*N) x C
+    if in_place:
+        return residual.addmm_(weights.T, u)
     return torch.addmm(residual, weights.T, u)
 
 
 def _image_to_token(attn, q_img: torch.Tensor, k_tok: torch.Tensor, v_tok: torch.Tensor,
-                    residual: torch.Tensor) -> torch.Tensor:
+                    residual: torch.Tensor, in_place: bool = False) -> torch.Tensor:
     """``residual + attn(q=q_img, k=k_tok, v=v_tok)`` without projecting the image tokens."""
     h = attn.num_heads
     k = attn.k_proj(k_tok)
@@ -111,7 +116,7 @@ def _image_to_token(attn, q_img: torch.Tensor, k_tok: torch.Tensor, v_tok: torch
     g = (kh @ _split_heads_weight(attn.q_proj.weight, h)).reshape(h * n_tok, -1) * scale  # (h*N) x C
     const = (kh @ attn.q_proj.bias.reshape(h, ch, 1)).reshape(h * n_tok, 1) * scale
     scores = torch.addmm(const, g, q_img.T)  # (h*N) x n
-    return _image_to_token_out(attn, scores, attn.v_proj(v_tok), n_tok, residual)
+    return _image_to_token_out(attn, scores, attn.v_proj(v_tok), n_tok, residual, in_place)
 
 
 def _image_to_token_pre(attn, q_t: torch.Tensor, k_tok: torch.Tensor, v_tok: torch.Tensor,
@@ -140,6 +145,7 @@ class FastDecoder:
         self.fast = self._is_standard()
         self._prepared: _Prepared | None = None
         self._up: tuple | None = None
+        self._order: tuple | None = None
 
     def _is_standard(self) -> bool:
         up = self.dec.output_upscaling
@@ -163,17 +169,22 @@ class FastDecoder:
             t2i, i2t = block.cross_attn_token_to_image, block.cross_attn_image_to_token
             self._prepared = None  # free the previous one first (peak memory)
             self._prepared = _Prepared(
-                key, x, xp,
+                key, x,
                 k1_t=_heads_t(t2i.k_proj(xp), t2i.num_heads),
                 v1=_heads_t(t2i.v_proj(x), t2i.num_heads).transpose(1, 2).contiguous(),
                 q1_t=_heads_t(i2t.q_proj(xp), i2t.num_heads),
             )
         return self._prepared
 
-    def _transformer(self, prep: _Prepared, tokens: torch.Tensor):
+    def _transformer(self, prep: _Prepared, tokens: torch.Tensor, rows: list[int]):
+        """Output tokens ``rows`` and the image tokens after the two-way transformer.
+
+        The final token->image attention treats each token on its own, so only the tokens that are
+        read afterwards (the IoU token and the shown mask's token) go through it.
+        """
         t = self.dec.transformer
         queries = tokens
-        keys, keys_pe = prep.x, prep.xp
+        keys = prep.x  # block 1 reads the image side only through prep's projections
         for i, layer in enumerate(t.layers):
             if layer.skip_first_layer_pe:
                 queries = layer.self_attn(q=queries[None], k=queries[None], v=queries[None])[0]
@@ -191,9 +202,10 @@ class FastDecoder:
             if i == 0:
                 keys = _image_to_token_pre(i2t, prep.q1_t, queries + tokens, queries, keys)
             else:
-                keys = _image_to_token(i2t, keys_pe, queries + tokens, queries, keys)
+                keys = _image_to_token(i2t, keys_pe, queries + tokens, queries, keys, in_place=True)
             keys = layer.norm4(keys)
             keys_pe = keys + self.pos
+        queries, tokens = queries[rows], tokens[rows]
         queries = t.norm_final_attn(queries + _token_to_image(t.final_attn_token_to_image, queries + tokens,
                                                               keys_pe, keys))
         return queries, keys
@@ -210,18 +222,34 @@ class FastDecoder:
         return self._up
 
     def _upscale_one(self, keys: torch.Tensor, hyper: torch.Tensor, rows: int, cols: int) -> torch.Tensor:
-        """Low-res logits of one mask over the first ``rows`` x ``cols`` grid cells (4x each)."""
+        """Low-res logits of one mask over the first ``rows`` x ``cols`` grid cells (4x each).
+
+        Runs in bands of grid rows (~``UPSCALE_BAND_CELLS`` cells) so that the 16x larger
+        intermediates stay in the CPU cache instead of making several round trips to memory.
+        """
         _, ln, act1, ct2, act2 = self.dec.output_upscaling
         (w1, b1), (w2, b2) = self._upscale_weights()
         gh, gw = self.grid
-        c = keys.shape[1]
-        x = keys.reshape(gh, gw, c)[:rows, :cols].reshape(rows * cols, c)
-        c1 = ln.weight.shape[0]
-        y = torch.addmm(b1, x, w1).reshape(-1, c1)  # (rc*4) x c1, sub-pixel (a, b) inside each cell
-        y = act1(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
-        z = act2(torch.addmm(b2, y, w2)).reshape(-1, 4, ct2.out_channels)
-        m = (z @ hyper).reshape(rows, cols, 2, 2, 2, 2)  # r, c, a, b, a2, b2
-        return m.permute(0, 2, 4, 1, 3, 5).reshape(4 * rows, 4 * cols)
+        c, c1, c2 = keys.shape[1], ln.weight.shape[0], ct2.out_channels
+        grid = keys.reshape(gh, gw, c)
+        m = torch.empty(rows * cols * 16, dtype=keys.dtype, device=keys.device)  # r, c, a, b, a2, b2
+        step = max(1, UPSCALE_BAND_CELLS // cols) if keys.device.type == "cpu" else rows
+        for r0 in range(0, rows, step):
+            r1 = min(rows, r0 + step)
+            x = grid[r0:r1, :cols].reshape(-1, c)
+            y = torch.addmm(b1, x, w1).reshape(-1, c1)  # 4 rows per cell: sub-pixel (a, b)
+            y = act1(F.layer_norm(y, (c1,), ln.weight, ln.bias, ln.eps))
+            z = act2(torch.addmm(b2, y, w2)).reshape(-1, c2)  # 4 rows per y row: sub-pixel (a2, b2)
+            torch.mv(z, hyper, out=m[r0 * cols * 16: r1 * cols * 16])
+        return m.index_select(0, self._pixel_order(rows, cols)).reshape(4 * rows, 4 * cols)
+
+    def _pixel_order(self, rows: int, cols: int) -> torch.Tensor:
+        """Gather indices from (r, c, a, b, a2, b2) order to image order (r, a, a2, c, b, b2): one
+        gather is several times faster than the 6-d permute copy."""
+        if self._order is None or self._order[0] != (rows, cols):
+            idx = torch.arange(rows * cols * 16).reshape(rows, cols, 2, 2, 2, 2).permute(0, 2, 4, 1, 3, 5)
+            self._order = ((rows, cols), idx.reshape(-1).to(self.pos.device))
+        return self._order[1]
 
     def _standard(self, features, sparse, dense, multimask):
         """The package's own decoder (fallback for non-standard decoders, and mask prompts)."""
@@ -255,12 +283,14 @@ class FastDecoder:
             prep = self._prepare(key, features)
             out_tokens = torch.cat([self.dec.iou_token.weight, self.dec.mask_tokens.weight], dim=0)
             tokens = torch.cat([out_tokens, sparse[0]], dim=0)
-            queries, keys = self._transformer(prep, tokens)
-            iou = self.dec.iou_prediction_head(queries[0])
             n_masks = self.dec.num_mask_tokens
-            best = 1 + int(torch.argmax(iou[1:n_masks])) if multimask else 0
+            candidates = list(range(1, n_masks)) if multimask and n_masks > 1 else [0]  # may be shown
+            queries, keys = self._transformer(prep, tokens, [0] + [1 + c for c in candidates])
+            iou = self.dec.iou_prediction_head(queries[0])
+            pick = int(torch.argmax(iou[candidates[0]: candidates[-1] + 1]))
+            best = candidates[pick]
             score = float(iou[best])
-            hyper = self.dec.output_hypernetworks_mlps[best](queries[1 + best])
+            hyper = self.dec.output_hypernetworks_mlps[best](queries[1 + pick])
             scale = self.model.image_encoder.img_size // gh  # input pixels per grid cell
             # one grid row/column past the image: the resize below reads up to ~1.4 low-res pixels beyond it
             rows, cols = min(gh, -(-h_in // scale) + 1), min(gw, -(-w_in // scale) + 1)
