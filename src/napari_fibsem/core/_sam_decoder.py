@@ -180,11 +180,11 @@ class FastDecoder:
         """Output tokens ``rows`` and the image tokens after the two-way transformer.
 
         The final token->image attention treats each token on its own, so only the tokens that are
-        read afterwards (the IoU token and the shown mask's token) go through it.
+        read afterwards (the IoU token and the mask tokens that may be shown) go through it.
         """
         t = self.dec.transformer
         queries = tokens
-        keys = prep.x  # block 1 reads the image side only through prep's projections
+        keys, keys_pe = prep.x, None  # block 1 reads the image side only through prep's projections
         for i, layer in enumerate(t.layers):
             if layer.skip_first_layer_pe:
                 queries = layer.self_attn(q=queries[None], k=queries[None], v=queries[None])[0]
