@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -25,6 +26,7 @@ from typing import Any, Protocol
 import yaml
 
 DB_NAME = "events.sqlite"
+BUSY_TIMEOUT_S = 30.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, dataset TEXT, label TEXT, source TEXT, folder TEXT, record TEXT
@@ -76,13 +78,36 @@ class Catalogue:
         self.root = Path(root)
         self.db_path = Path(db_path) if db_path is not None else self.root / DB_NAME
         self.db_path.parent.mkdir(parents=True, exist_ok=True)
+        self._enable_wal()
         with self._connect() as db:
-            db.execute("PRAGMA journal_mode=WAL")
             db.execute(_SCHEMA)
+
+    def _enable_wal(self) -> None:
+        """Put the file in WAL mode once, retrying while other openers hold it.
+
+        Changing the journal mode needs an exclusive lock and SQLite answers "database is locked"
+        at once instead of waiting in the busy handler, so processes opening a new catalogue
+        together would fail without this loop. A file already in WAL mode is left untouched.
+        """
+        deadline = time.monotonic() + BUSY_TIMEOUT_S
+        delay = 0.002
+        while True:
+            db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
+            try:
+                if db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
+                    db.execute("PRAGMA journal_mode=WAL")
+                return
+            except sqlite3.OperationalError as e:
+                if "locked" not in str(e) or time.monotonic() > deadline:
+                    raise
+            finally:
+                db.close()
+            time.sleep(delay)
+            delay = min(2 * delay, 0.1)
 
     @contextmanager
     def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.db_path, timeout=30)
+        db = sqlite3.connect(self.db_path, timeout=BUSY_TIMEOUT_S)
         try:
             with db:  # one transaction: committed on success, rolled back on error
                 yield db
