@@ -7,7 +7,9 @@ is the full ``predict`` pipeline (normalise, pad, infer, softmax, crop, argmax) 
 uint8 image and the same random weights (``encoder_weights=None``: nothing is downloaded).
 
 Rows: ``smp`` (torch) without and with the inference rewrites (BatchNorm folding, polyphase
-U-Net decoder, then Winograd F(4x4, 3x3) for the wide 3x3 convolutions), and the ONNX export on ONNX Runtime and, if installed, OpenVINO. For each: the
+U-Net decoder, then Winograd F(4x4, 3x3) for the wide 3x3 convolutions, then the full-resolution
+end of the U-Net and the softmax in bands of rows), and the ONNX export on ONNX Runtime and, if
+installed, OpenVINO. For each: the
 median time over ``--repeats`` runs after warm-up (runs are interleaved across candidates so
 that a noisy neighbour slows all of them alike), the speed-up over the baseline, the largest
 ``|prob - eager prob|`` (must stay <= 1e-3) and the share of mask pixels equal to the eager mask.
@@ -155,9 +157,14 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
     t0 = time.perf_counter()
     no_wino._inference_net()
     add("smp predict, folded+polyphase", no_wino, time.perf_counter() - t0)
+    no_bands = create_model("Unet", encoder, device="cpu", bands=False, **kwargs)
+    no_bands.torch_module.load_state_dict(fast.torch_module.state_dict())
+    t0 = time.perf_counter()
+    no_bands._inference_net()
+    add("smp predict, +Winograd", no_bands, time.perf_counter() - t0)
     t0 = time.perf_counter()
     fast._inference_net()  # what the first predict would build
-    add("smp predict, +Winograd (default)", fast, time.perf_counter() - t0)
+    add("smp predict, +bands (default)", fast, time.perf_counter() - t0)
 
     tmp = tempfile.TemporaryDirectory(prefix="napari-fibsem-bench-")
     onnx_path = Path(tmp.name) / "model.onnx"

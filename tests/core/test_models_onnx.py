@@ -322,7 +322,9 @@ def test_inference_benchmark_smoke(capsys, monkeypatch):
     )
     out = capsys.readouterr().out
     assert "speed-up" in out and "fastest:" in out
-    assert len(rows) == 5 and all(r.max_prob_diff <= 1e-3 for r in rows)
+    names = [r.name for r in rows]
+    assert len(rows) == 6 and "smp predict, +bands (default)" in names and "onnx predict, onnxruntime" in names
+    assert all(r.max_prob_diff <= 1e-3 for r in rows)
 
 
 def test_export_onnx_cli(tmp_path):

@@ -124,14 +124,24 @@ class PolyphaseUpConv(nn.Module):
         # conv_transpose2d weights are (in, out, kh, kw)
         up = torch.einsum("yk,xl,ockl->coyx", taps, taps, w[:, :up_channels])
         self.up_weight = nn.Parameter(up.contiguous())
-        self.skip_weight = nn.Parameter(w[:, up_channels:].clone()) if w.shape[1] > up_channels else None
-        self.bias = nn.Parameter(conv.bias.detach().clone()) if conv.bias is not None else None
+        bias = conv.bias.detach().clone() if conv.bias is not None else None
+        self.skip_conv: nn.Module | None = None  # an nn.Conv2d, so later rewrites (Winograd) see it
+        if w.shape[1] > up_channels:
+            self.skip_conv = nn.Conv2d(w.shape[1] - up_channels, w.shape[0], 3, padding=1, bias=bias is not None)
+            self.skip_conv.to(w.device, w.dtype)
+            with torch.no_grad():
+                self.skip_conv.weight.copy_(w[:, up_channels:])
+                if bias is not None:
+                    self.skip_conv.bias.copy_(bias)
+            bias = None
+        self.bias = nn.Parameter(bias) if bias is not None else None
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor | None) -> torch.Tensor:
-        if self.skip_weight is None:
+        if self.skip_conv is None:
             return F.conv_transpose2d(x, self.up_weight, self.bias, stride=2, padding=1)
         up = F.conv_transpose2d(x, self.up_weight, None, stride=2, padding=1)
-        return F.conv2d(skip, self.skip_weight, self.bias, padding=1) + up
+        out = self.skip_conv(skip)
+        return out.add_(up) if not out.requires_grad else out + up
 
 
 class PolyphaseUnetBlock(nn.Module):
@@ -190,11 +200,13 @@ def _polyphase_unet(module: nn.Module) -> int:
 
 
 def inference_module(
-    module: nn.Module, probe_size: int = 64, check: bool = True, winograd: bool = False
+    module: nn.Module, probe_size: int = 64, check: bool = True, winograd: bool = False, bands: bool = False
 ) -> nn.Module:
     """An eval-mode copy of ``module`` with BatchNorm folded and U-Net decoders made polyphase;
-    with ``winograd``, wide 3x3 convolutions also become :class:`WinogradConv3x3` (CPU torch only:
-    ONNX exports and GPUs keep plain convolutions, which their runtimes optimise themselves).
+    with ``winograd``, wide 3x3 convolutions also become :class:`WinogradConv3x3`, and with
+    ``bands`` a U-Net's full-resolution end runs in bands of rows
+    (:class:`~napari_fibsem.core.models.banded.BandedUnet`). Both are for CPU torch only: ONNX
+    exports and GPUs keep plain convolutions, which their runtimes optimise themselves.
 
     With ``check``, the copy is compared with the original on a random ``probe_size``-square
     input; if they disagree (an architecture whose structure these rewrites misread), a plain
@@ -206,6 +218,10 @@ def inference_module(
     _polyphase_unet(fused)
     if winograd:
         use_winograd(fused)
+    if bands:
+        from napari_fibsem.core.models.banded import banded_unet
+
+        fused = banded_unet(fused) or fused
     if not check:
         return fused
     param = next(original.parameters(), None)
@@ -213,12 +229,17 @@ def inference_module(
     device = param.device if param is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, in_ch, probe_size, probe_size, generator=gen).to(device)
+    band_rows = getattr(fused, "band_rows", None)
+    if hasattr(fused, "band_rows"):
+        fused.band_rows = 1  # many thin bands, so the probe crosses band edges
     try:
         with torch.inference_mode():
             ref, got = original(x), fused(x)
     except Exception as e:  # e.g. an encoder that needs a larger input than the probe
         problem = f"could not be checked on a {probe_size}x{probe_size} input ({type(e).__name__}: {e})"
     else:
+        if hasattr(fused, "band_rows"):
+            fused.band_rows = band_rows
         scale = float(ref.abs().max()) + 1e-6
         err = float((ref - got).abs().max())
         if err <= _PROBE_TOL * scale:

@@ -128,6 +128,7 @@ class SmpModel(TiledSegmentationModel):
         channels_last: bool | None = None,
         optimize: bool | None = None,
         winograd: bool | None = None,
+        bands: bool | None = None,
     ) -> None:
         self.metadata = metadata
         self.class_map = metadata.class_map
@@ -141,6 +142,7 @@ class SmpModel(TiledSegmentationModel):
         self._channels_last_option = channels_last
         self._optimize_option = optimize
         self._winograd_option = winograd
+        self._bands_option = bands
         self._fused: torch.nn.Module | None = None
         self._fused_key: tuple | None = None
         self._device = torch.device("cpu")
@@ -181,6 +183,8 @@ class SmpModel(TiledSegmentationModel):
         self._optimize = (self._device.type == "cpu") if opt is None else bool(opt)
         wino = self._winograd_option
         self._winograd = self._optimize and ((self._device.type == "cpu") if wino is None else bool(wino))
+        bands = self._bands_option
+        self._bands = self._optimize and ((self._device.type == "cpu") if bands is None else bool(bands))
         self._fused = None
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         self._module.to(device=self._device, memory_format=fmt)
@@ -194,7 +198,7 @@ class SmpModel(TiledSegmentationModel):
 
     def _inference_net(self) -> torch.nn.Module:
         """An inference-only copy of the network (BatchNorm folded, polyphase U-Net decoder, on CPU
-        Winograd for the wide 3x3 convolutions; see
+        Winograd for the wide 3x3 convolutions and the full-resolution end in bands; see
         :func:`~napari_fibsem.core.models.export.inference_module`), rebuilt when the weights change.
 
         Building it costs well under a second once per set of weights; ``benchmarks/inference.py``
@@ -205,7 +209,7 @@ class SmpModel(TiledSegmentationModel):
             from napari_fibsem.core.models.export import inference_module
 
             fmt = torch.channels_last if self._channels_last else torch.contiguous_format
-            fused = inference_module(self._module, winograd=self._winograd)
+            fused = inference_module(self._module, winograd=self._winograd, bands=self._bands)
             self._fused = fused.to(device=self._device, memory_format=fmt)
             self._fused_key = key
         return self._fused
@@ -223,7 +227,10 @@ class SmpModel(TiledSegmentationModel):
                     x = x.expand(-1, in_ch, -1, -1)
                 if self._channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                probs = torch.softmax(net(x).float(), dim=1)
+                if hasattr(net, "probabilities"):  # BandedUnet: softmax per band, already NCHW
+                    probs = net.probabilities(x).float()
+                else:
+                    probs = torch.softmax(net(x).float(), dim=1)
                 return probs.contiguous().cpu().numpy()
         finally:
             module.train(was_training)
@@ -338,6 +345,7 @@ def create_model(
     channels_last: bool | None = None,
     optimize: bool | None = None,
     winograd: bool | None = None,
+    bands: bool | None = None,
     **model_kwargs: Any,
 ) -> SmpModel:
     """A new smp model with random weights (for training); ``model_kwargs`` go to the smp constructor.
@@ -347,7 +355,8 @@ def create_model(
     sees images resized by it; masks come back at full size). ``optimize`` (default: on CPU)
     predicts with a BatchNorm-folded, polyphase copy of the network (same results up to float
     rounding; it holds a second copy of the weights); ``winograd`` (default: on CPU, with
-    ``optimize``) computes its wide 3x3 convolutions with Winograd's F(4x4, 3x3).
+    ``optimize``) computes its wide 3x3 convolutions with Winograd's F(4x4, 3x3), and ``bands``
+    (the same default) runs a U-Net's full-resolution end and the softmax in bands of rows.
     """
     class_map = class_map if class_map is not None else ClassMap.default()
     module = build_module(architecture, encoder, class_map.num_classes, in_channels, model_kwargs)
@@ -370,4 +379,5 @@ def create_model(
         channels_last=channels_last,
         optimize=optimize,
         winograd=winograd,
+        bands=bands,
     )
