@@ -149,22 +149,21 @@ def main(argv: Sequence[str] | None = None) -> list[Row]:
 
         candidates.append((Row(name, setup_s=setup_s), run))
 
-    plain = create_model("Unet", encoder, device="cpu", optimize=False, **kwargs)
-    plain.torch_module.load_state_dict(fast.torch_module.state_dict())
-    add("smp predict, channels_last only", plain, 0.0)
-    no_wino = create_model("Unet", encoder, device="cpu", winograd=False, **kwargs)
-    no_wino.torch_module.load_state_dict(fast.torch_module.state_dict())
-    t0 = time.perf_counter()
-    no_wino._inference_net()
-    add("smp predict, folded+polyphase", no_wino, time.perf_counter() - t0)
-    no_bands = create_model("Unet", encoder, device="cpu", bands=False, **kwargs)
-    no_bands.torch_module.load_state_dict(fast.torch_module.state_dict())
-    t0 = time.perf_counter()
-    no_bands._inference_net()
-    add("smp predict, +Winograd", no_bands, time.perf_counter() - t0)
-    t0 = time.perf_counter()
-    fast._inference_net()  # what the first predict would build
-    add("smp predict, +bands (default)", fast, time.perf_counter() - t0)
+    def add_smp(name: str, **options: bool) -> None:
+        """``fast`` itself, or a copy of its weights with some inference rewrites switched off."""
+        model = fast
+        if options:
+            model = create_model("Unet", encoder, device="cpu", **options, **kwargs)
+            model.torch_module.load_state_dict(fast.torch_module.state_dict())
+        t0 = time.perf_counter()
+        if options.get("optimize", True):
+            model._inference_net()  # what the first predict would build
+        add(name, model, time.perf_counter() - t0)
+
+    add_smp("smp predict, channels_last only", optimize=False)
+    add_smp("smp predict, folded+polyphase", winograd=False)
+    add_smp("smp predict, +Winograd", bands=False)
+    add_smp("smp predict, +bands (default)")
 
     tmp = tempfile.TemporaryDirectory(prefix="napari-fibsem-bench-")
     onnx_path = Path(tmp.name) / "model.onnx"

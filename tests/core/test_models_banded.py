@@ -84,7 +84,7 @@ def test_cpu_predict_uses_bands_and_matches_without():
     plain = create_model("Unet", "resnet18", device="cpu", bands=False)
     plain.torch_module.load_state_dict(fast.torch_module.state_dict())
     net = fast._inference_net()
-    assert isinstance(net, BandedUnet) and net.band_rows is None  # the build-time probe's setting undone
+    assert isinstance(net, BandedUnet) and net.band_rows is None  # bands sized by BAND_BYTES, not the probe's 1 row
     assert not isinstance(plain._inference_net(), BandedUnet)
     assert not isinstance(inference_module(fast.torch_module), BandedUnet)  # what ONNX export gets
     image = (np.random.default_rng(0).random((200, 296)) * 255).astype(np.uint8)

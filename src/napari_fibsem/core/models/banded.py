@@ -23,7 +23,7 @@ import math
 import torch
 from torch import nn
 
-from napari_fibsem.core.models.export import PolyphaseUnetBlock
+from napari_fibsem.core.models.export import PolyphaseUnetBlock, passes_through
 from napari_fibsem.core.models.winograd import is_plain_3x3
 
 TAIL_BLOCKS = 2
@@ -33,25 +33,14 @@ BAND_BYTES = 12 << 20
 allocator reuses the memory) and small enough to stay in this CPU's 32 MB L3 cache."""
 
 
-def _passes_through(module: nn.Module) -> bool:
-    """``nn.Identity``, or smp's ``Attention`` / ``Activation`` wrapper around one."""
-    if isinstance(module, nn.Identity):
-        return True
-    try:
-        from segmentation_models_pytorch.base.modules import Activation, Attention
-    except ImportError:  # another smp layout: only plain layers qualify
-        return False
-    inner = {Activation: "activation", Attention: "attention"}.get(type(module))
-    return inner is not None and isinstance(getattr(module, inner, None), nn.Identity)
-
-
 def _rows_reached(module: nn.Module) -> int | None:
     """How many rows beyond its input's edge a layer of a tail block reads (None: unknown layer)."""
-    if isinstance(module, nn.ReLU) or _passes_through(module):
+    if isinstance(module, nn.ReLU) or passes_through(module):
         return 0
     if is_plain_3x3(module):
         return 1
-    if type(module) is nn.Conv2d and module.kernel_size == (1, 1) and module.stride == (1, 1):
+    one_by_one = (1, 1), (1, 1), (0, 0)
+    if type(module) is nn.Conv2d and (module.kernel_size, module.stride, module.padding) == one_by_one:
         return 0
     return None
 
@@ -67,7 +56,7 @@ def _plain_sequence(module: nn.Module) -> bool:
 def _block_ok(block: nn.Module) -> bool:
     return (
         isinstance(block, PolyphaseUnetBlock)
-        and _passes_through(block.attention2)
+        and passes_through(block.attention2)
         and _plain_sequence(block.post)
         and _plain_sequence(block.conv2)
     )

@@ -114,6 +114,19 @@ def fold_batchnorm(module: nn.Module) -> int:
 _PHASE_TAPS = torch.tensor([[0.0, 0.0, 1.0], [0.0, 1.0, 1.0], [1.0, 1.0, 0.0], [1.0, 0.0, 0.0]])
 
 
+def passes_through(module: nn.Module) -> bool:
+    """``nn.Identity``, or smp's ``Attention`` / ``Activation`` wrapper around one (what a U-Net
+    block or head holds when no attention or activation was asked for)."""
+    if isinstance(module, nn.Identity):
+        return True
+    try:
+        from segmentation_models_pytorch.base.modules import Activation, Attention
+    except ImportError:  # another smp layout: only plain layers qualify
+        return False
+    inner = {Activation: "activation", Attention: "attention"}.get(type(module))
+    return inner is not None and isinstance(getattr(module, inner, None), nn.Identity)
+
+
 class PolyphaseUpConv(nn.Module):
     """``conv3x3(cat[upsample_nearest_x2(x), skip])`` without building the upsampled tensor."""
 
@@ -127,8 +140,10 @@ class PolyphaseUpConv(nn.Module):
         bias = conv.bias.detach().clone() if conv.bias is not None else None
         self.skip_conv: nn.Module | None = None  # an nn.Conv2d, so later rewrites (Winograd) see it
         if w.shape[1] > up_channels:
-            self.skip_conv = nn.Conv2d(w.shape[1] - up_channels, w.shape[0], 3, padding=1, bias=bias is not None)
-            self.skip_conv.to(w.device, w.dtype)
+            skip_in = w.shape[1] - up_channels
+            self.skip_conv = nn.Conv2d(
+                skip_in, w.shape[0], 3, padding=1, bias=bias is not None, device=w.device, dtype=w.dtype
+            )
             with torch.no_grad():
                 self.skip_conv.weight.copy_(w[:, up_channels:])
                 if bias is not None:
@@ -186,7 +201,7 @@ def _polyphase_unet(module: nn.Module) -> int:
         ok = (
             type(block) is UnetDecoderBlock
             and block.interpolation_mode == "nearest"
-            and isinstance(getattr(block.attention1, "attention", None), nn.Identity)
+            and passes_through(block.attention1)
             and is_plain_3x3(conv)
             and conv.in_channels >= channels
         )
@@ -219,7 +234,7 @@ def inference_module(
     if winograd:
         use_winograd(fused)
     if bands:
-        from napari_fibsem.core.models.banded import banded_unet
+        from napari_fibsem.core.models.banded import BandedUnet, banded_unet
 
         fused = banded_unet(fused) or fused
     if not check:
@@ -229,17 +244,15 @@ def inference_module(
     device = param.device if param is not None else torch.device("cpu")
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(1, in_ch, probe_size, probe_size, generator=gen).to(device)
-    band_rows = getattr(fused, "band_rows", None)
-    if hasattr(fused, "band_rows"):
-        fused.band_rows = 1  # many thin bands, so the probe crosses band edges
+    probe = fused
+    if bands and isinstance(fused, BandedUnet):  # many thin bands, so the probe crosses band edges
+        probe = BandedUnet(fused.model, fused.halo, band_rows=1)
     try:
         with torch.inference_mode():
-            ref, got = original(x), fused(x)
+            ref, got = original(x), probe(x)
     except Exception as e:  # e.g. an encoder that needs a larger input than the probe
         problem = f"could not be checked on a {probe_size}x{probe_size} input ({type(e).__name__}: {e})"
     else:
-        if hasattr(fused, "band_rows"):
-            fused.band_rows = band_rows
         scale = float(ref.abs().max()) + 1e-6
         err = float((ref - got).abs().max())
         if err <= _PROBE_TOL * scale:

@@ -177,14 +177,15 @@ class SmpModel(TiledSegmentationModel):
         """Move to ``device`` (None: CUDA if available). Channels-last by default on CPU, where oneDNN
         convolutions are faster with it; so is the optimised inference copy (see ``_infer``)."""
         self._device = resolve_device(device)
-        cl = self._channels_last_option
-        self._channels_last = (self._device.type == "cpu") if cl is None else bool(cl)
-        opt = self._optimize_option
-        self._optimize = (self._device.type == "cpu") if opt is None else bool(opt)
-        wino = self._winograd_option
-        self._winograd = self._optimize and ((self._device.type == "cpu") if wino is None else bool(wino))
-        bands = self._bands_option
-        self._bands = self._optimize and ((self._device.type == "cpu") if bands is None else bool(bands))
+        on_cpu = self._device.type == "cpu"
+
+        def choice(option: bool | None) -> bool:  # unset options follow the device
+            return on_cpu if option is None else bool(option)
+
+        self._channels_last = choice(self._channels_last_option)
+        self._optimize = choice(self._optimize_option)
+        self._winograd = self._optimize and choice(self._winograd_option)
+        self._bands = self._optimize and choice(self._bands_option)
         self._fused = None
         fmt = torch.channels_last if self._channels_last else torch.contiguous_format
         self._module.to(device=self._device, memory_format=fmt)
