@@ -13,5 +13,7 @@ if [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
   # torch first, alone: its pinned build is the one large download-or-local-wheel step
   .venv/bin/python -m pip install -q -c requirements/constraints.txt torch torchvision
   .venv/bin/python -m pip install -q -c requirements/constraints.txt -e ".[$EXTRAS]"
+  # a .venv made before the move to PyQt6 still holds PyQt5, which qtpy would pick first
+  .venv/bin/python -m pip uninstall -y -q PyQt5 PyQt5-Qt5 PyQt5_sip 2>/dev/null || true
   echo "$want" > "$stamp"
 fi

@@ -44,7 +44,7 @@ DRAG_SETTLE_MS = 250
 class KeypointWidget(QWidget):
     """Open a folder, step through its images, place one point per feature; the CSV follows."""
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.labels: KeypointLabels | None = None

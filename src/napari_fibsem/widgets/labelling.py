@@ -45,7 +45,7 @@ PROPOSAL_LAYER = "proposal"
 class LabellingWidget(QWidget):
     """Folder -> image list, class palette, navigation with autosave, model proposals."""
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.folder: LabelFolder | None = None

@@ -68,7 +68,7 @@ def layer_name(beam: str) -> str:
 class MicroscopeWidget(QWidget):
     """Connect, acquire in one or both beams, move the stage, mill, keep a list of saved states."""
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.microscope: Microscope | None = None
@@ -396,7 +396,7 @@ class MicroscopeWidget(QWidget):
         self.milling.update_buttons()
 
 
-def _show_scale_bar(viewer: napari.Viewer) -> None:
+def _show_scale_bar(viewer: napari.viewer.Viewer) -> None:
     """Show the scale bar in metres (napari >= 0.6 takes the unit from the layers)."""
     overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
     if overlays is not None and "scale_bar" in overlays:

@@ -36,7 +36,7 @@ class _Relay(QObject):
 class ValidationWidget(QWidget):
     """Shows one :class:`ValidationRequest` at a time and answers it."""
 
-    def __init__(self, viewer: napari.Viewer, parent: QWidget | None = None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.viewer = viewer
         self.request: ValidationRequest | None = None
@@ -176,7 +176,7 @@ class ValidationWidget(QWidget):
         self.stop_button.setEnabled(self.broker is not None or on)
 
 
-def validation_popup(viewer: napari.Viewer, broker: ValidationBroker) -> ValidationWidget:
+def validation_popup(viewer: napari.viewer.Viewer, broker: ValidationBroker) -> ValidationWidget:
     """Dock a validation widget answering ``broker`` (what a running workflow opens)."""
     widget = ValidationWidget(viewer)
     widget.connect_broker(broker)
