@@ -1,7 +1,13 @@
 """napari-fibsem: machine learning on FIB-SEM images — a headless core plus napari widgets.
 
-Importing the package does nothing else: widgets, torch and napari load only when used.
+Importing the package loads nothing heavy: widgets, torch and napari load only when used. It does
+install one import hook, so that torch's ``import triton`` cannot crash a process that draws with
+software OpenGL (see :mod:`napari_fibsem._llvm_guard`).
 """
+
+from napari_fibsem._llvm_guard import install as _install_llvm_guard
+
+_install_llvm_guard()
 
 try:
     from importlib.metadata import PackageNotFoundError, version

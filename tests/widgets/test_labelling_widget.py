@@ -10,7 +10,7 @@ import pytest
 
 from napari_fibsem.core.imageio import read_labels
 from napari_fibsem.core.synthetic_dataset import write_dataset
-from napari_fibsem.widgets.labelling import LABELS_LAYER, PROPOSAL_LAYER, LabellingWidget
+from napari_fibsem.widgets.labelling import LabellingWidget
 
 pytestmark = pytest.mark.gui
 
@@ -36,7 +36,7 @@ def widget(make_napari_viewer, folder) -> LabellingWidget:
 def test_paint_navigate_autosave_and_reopen(widget, folder, make_napari_viewer, tmp_path):
     from napari.utils.key_bindings import coerce_keybinding
 
-    layer = widget.viewer.layers[LABELS_LAYER]
+    layer = widget.layers.labels
     label0 = folder / "labels" / "synthetic_0000.tif"
     assert not label0.exists() and widget.image_list.item(0).text().startswith("·")
     # key 3 picks class 3 (landing_post) on the labels layer
@@ -69,7 +69,7 @@ def test_paint_navigate_autosave_and_reopen(widget, folder, make_napari_viewer, 
     viewer2 = make_napari_viewer()
     w2 = LabellingWidget(viewer2)
     w2.open_folder(folder)
-    assert np.array_equal(viewer2.layers[LABELS_LAYER].data, saved)
+    assert np.array_equal(w2.layers.labels.data, saved)
 
     widget.viewer.window._qt_window.resize(1200, 800)
     widget.viewer.screenshot(canvas_only=False)
@@ -80,9 +80,6 @@ def test_paint_navigate_autosave_and_reopen(widget, folder, make_napari_viewer, 
 
 @pytest.fixture
 def random_model(tmp_path):
-    from napari_fibsem.widgets._llvm_guard import preload_triton
-
-    preload_triton()  # the viewer's software GL is loaded: see _llvm_guard
     from napari_fibsem.core.models import create_model, save_bundle
 
     model = create_model("Unet", "resnet18", device="cpu", encoder_depth=3, decoder_channels=(32, 16, 8))
@@ -91,46 +88,43 @@ def random_model(tmp_path):
 
 def test_proposal_writes_nothing_until_accepted(widget, folder, random_model, qtbot):
     path, model = random_model
-    widget.set_checkpoint(path)
+    widget.proposals.set_checkpoint(path)
     label0 = folder / "labels" / "synthetic_0000.tif"
-    layer = widget.viewer.layers[LABELS_LAYER]
+    layer = widget.layers.labels
     layer.paint((10, 10), 5)  # the person painted something first
     painted = np.asarray(layer.data).copy()
-    widget.propose_current()
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
-    assert PROPOSAL_LAYER in widget.viewer.layers
+    widget.proposals.propose_current()
+    qtbot.waitUntil(lambda: widget.proposals._worker is None, timeout=60_000)
+    assert widget.layers.proposal is not None
     expected = model.predict(widget.image.data).mask
-    assert np.array_equal(widget.viewer.layers[PROPOSAL_LAYER].data, expected)
+    assert np.array_equal(widget.layers.proposal.data, expected)
     assert not label0.exists() and np.array_equal(layer.data, painted)  # nothing written or changed yet
-    assert widget.accept_proposal("fill")
+    assert widget.proposals.accept("fill")
     saved = read_labels(label0)
     assert np.array_equal(saved, np.where(painted == 0, expected, painted))
-    assert PROPOSAL_LAYER not in widget.viewer.layers
+    assert widget.layers.proposal is None
 
 
 def test_proposals_for_all_unlabelled_never_touch_saved_labels(widget, folder, random_model, qtbot):
     path, model = random_model
-    widget.set_checkpoint(path)
+    widget.proposals.set_checkpoint(path)
     label1 = folder / "labels" / "synthetic_0001.tif"
     before = label1.read_bytes()
-    widget.propose_all()
-    qtbot.waitUntil(lambda: widget._worker is None, timeout=60_000)
+    widget.proposals.propose_all()
+    qtbot.waitUntil(lambda: widget.proposals._worker is None, timeout=60_000)
     proposals = sorted(p.name for p in (folder / "proposals").iterdir())
     assert proposals == ["synthetic_0000.tif", "synthetic_0002.tif"]
     assert label1.read_bytes() == before
     assert not (folder / "labels" / "synthetic_0000.tif").exists()
     assert widget.image_list.item(2).text().startswith("◌")
-    assert PROPOSAL_LAYER in widget.viewer.layers  # the shown image (0) has one now
-    widget.discard_proposal()
+    assert widget.layers.proposal is not None  # the shown image (0) has one now
+    widget.proposals.discard()
     assert not (folder / "proposals" / "synthetic_0000.tif").exists()
     widget.show_image(2)
-    assert widget.proposal is not None and not os.path.exists(folder / "labels" / "synthetic_0002.tif")
+    assert widget.proposals.proposal is not None and not os.path.exists(folder / "labels" / "synthetic_0002.tif")
 
 
 def test_sam_point_prompt_commits_a_region_and_undo_restores(widget, folder, qtbot, tmp_path):
-    from napari_fibsem.widgets._llvm_guard import preload_triton
-
-    preload_triton()
     pytest.importorskip("mobile_sam")
     from napari_fibsem.core.sam import SamService, load_sam
     from napari_fibsem.widgets._sam_assist import PREVIEW, PROMPTS
@@ -139,7 +133,7 @@ def test_sam_point_prompt_commits_a_region_and_undo_restores(widget, folder, qtb
     sam = widget.sam
     sam.set_service(service)
     qtbot.waitUntil(lambda: sam.embedding is not None, timeout=120_000)
-    layer = widget.viewer.layers[LABELS_LAYER]
+    layer = widget.layers.labels
     widget.select_class(4)
     before = np.asarray(layer.data).copy()
     widget.viewer.layers[PROMPTS].add([48.0, 72.0])  # a positive click at the image centre

@@ -19,9 +19,11 @@ the service, else a fixed mapping per dtype; images go to the encoder as gray re
 
 from __future__ import annotations
 
+import atexit
 import logging
 import threading
 import time
+import weakref
 from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from concurrent.futures import Future
@@ -68,6 +70,17 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
+
+# Services whose prefetch thread may still run. Python does not wait for daemon threads at exit,
+# and one still inside the encoder while the interpreter tears down makes torch's thread pool call
+# std::terminate ("terminate called without an active exception"): close them all at exit.
+_LIVE: weakref.WeakSet[SamService] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_services() -> None:
+    for service in list(_LIVE):
+        service.close()
 
 
 @dataclass(frozen=True, eq=False)
@@ -164,6 +177,7 @@ class SamService:
         self._done = 0
         self._total = 0
         self.encoder_runs = 0
+        _LIVE.add(self)
 
     # -- keys and cache -------------------------------------------------------------------------
 

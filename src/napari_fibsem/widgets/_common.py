@@ -34,7 +34,7 @@ def start_worker(
     ``func`` may be a generator: its yields go to ``on_yielded`` and quitting the worker ends it
     at the next yield (``on_aborted``). With ``owner`` (a QObject), callbacks arriving after the
     owner was deleted (its dock closed while the work ran) are dropped instead of touching dead
-    widgets. Returns the worker, or None when it ran inline (then every callback has already run).
+    widgets, and a generator is quit when the owner is destroyed. Returns the worker, or None when it ran inline (then every callback has already run).
     """
     if owner is not None:
         on_returned, on_errored, on_yielded, on_aborted, on_finished = (
@@ -68,6 +68,10 @@ def start_worker(
         worker.aborted.connect(on_aborted)
     if on_finished is not None:
         worker.finished.connect(on_finished)
+    if owner is not None and hasattr(worker, "quit"):
+        # a closed dock (or viewer) ends its generator work at the next yield instead of leaving
+        # it running in a thread nobody listens to
+        owner.destroyed.connect(worker.quit)
     worker.start()
     return worker
 
