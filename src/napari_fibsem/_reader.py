@@ -15,12 +15,12 @@ from typing import Any
 import numpy as np
 
 from napari_fibsem._colormap import labels_layer_kwargs
+from napari_fibsem._layer_meta import META_KEY
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.dataset import label_path_for
 from napari_fibsem.core.imageio import is_tiff, list_tiffs, read_image, read_labels
 
 LayerData = tuple[Any, dict, str]
-META_KEY = "napari_fibsem"
 
 
 def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | None:
@@ -37,7 +37,20 @@ def get_reader(path: str | Sequence[str]) -> Callable[[Any], list[LayerData]] | 
 
 def read_folder(path: str | Sequence[str]) -> list[LayerData]:
     folder = Path(path if isinstance(path, (str, Path)) else path[0])
-    return _read_group(list_tiffs(folder), folder)
+    layers = _read_group(list_tiffs(folder), folder)
+    _follow_current_viewer()
+    return layers
+
+
+def _follow_current_viewer() -> None:
+    """Show the file under the slider in the viewer being read into (a stack's slider has no names)."""
+    try:
+        import napari
+    except ImportError:  # the reader used without napari (scripts)
+        return
+    from napari_fibsem._stack_view import follow
+
+    follow(napari.current_viewer())
 
 
 def read_files(path: str | Sequence[str]) -> list[LayerData]:

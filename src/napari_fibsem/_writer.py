@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_fibsem._reader import META_KEY
+from napari_fibsem._layer_meta import META_KEY
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.imageio import write_labels
 

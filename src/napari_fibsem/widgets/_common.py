@@ -12,7 +12,9 @@ import os
 from collections.abc import Callable
 from typing import Any
 
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtGui import QColor, QIcon, QPixmap
+from qtpy.QtWidgets import QFrame, QScrollArea, QWidget
 
 
 def threads_disabled() -> bool:
@@ -98,3 +100,28 @@ def swatch(colour: str, size: int = 12) -> QIcon:
     pix = QPixmap(size, size)
     pix.fill(QColor(colour))
     return QIcon(pix)
+
+
+class VerticalScroll(QScrollArea):
+    """Scrolls vertically only, and is never narrower than its content (plus the scroll bar).
+
+    A dock taller than a laptop screen, or sharing the dock area with others, scrolls instead of
+    squeezing its rows on top of each other.
+    """
+
+    def __init__(self, content: QWidget) -> None:
+        super().__init__()
+        self.setWidgetResizable(True)
+        self.setFrameShape(QFrame.Shape.NoFrame)
+        self.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        self.setWidget(content)
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 (Qt API)
+        hint = super().minimumSizeHint()
+        width = (
+            self.widget().minimumSizeHint().width()
+            + self.verticalScrollBar().sizeHint().width()
+            + 2 * self.frameWidth()
+            + 4
+        )
+        return QSize(max(hint.width(), width), hint.height())

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_fibsem._colormap import labels_colormap
-from napari_fibsem._reader import META_KEY
+from napari_fibsem._layer_meta import reader_meta
 from napari_fibsem.core.classes import ClassMap
 
 if TYPE_CHECKING:
@@ -49,7 +49,8 @@ class LabellingLayers:
         self.remove_proposal()
         if self._alive(self.labels):
             self.labels.data = labels
-            self.labels._reset_history()  # napari has no public call for this
+            self.labels.editable = False  # napari's public way to empty a Labels layer's undo history
+            self.labels.editable = True
         else:
             self.labels = self.viewer.add_labels(labels, opacity=0.5)
             self.bind_keys(self.labels)
@@ -89,15 +90,15 @@ class LabellingLayers:
     def retire_reader_layers(self, folder: Path) -> str:
         """Take away the layers our reader opened from ``folder``; returns what was done, for the person.
 
-        A labels layer with edits (napari's undo history is not empty) is hidden, not removed, so
-        nothing painted there is lost.
+        A labels layer painted into since it was read (noted by :mod:`napari_fibsem._stack_view`)
+        is hidden, not removed, so nothing painted there is lost.
         """
         removed, hidden = [], []
         for layer in list(self.viewer.layers):
-            meta = (getattr(layer, "metadata", None) or {}).get(META_KEY) or {}
-            if not meta.get("folder") or Path(meta["folder"]).resolve() != folder.resolve():
+            source = reader_meta(layer).get("folder")
+            if not source or Path(source).resolve() != folder.resolve():
                 continue
-            if layer._type_string == "labels" and getattr(layer, "_undo_history", None):
+            if layer._type_string == "labels" and reader_meta(layer).get("edited"):
                 layer.visible = False
                 hidden.append(layer.name)
             else:

@@ -290,10 +290,10 @@ class SamAssist(QGroupBox):
     def undo(self) -> bool:
         """Napari's undo on the labels (the last commit, paint or fill)."""
         layer = self.owner.layers.labels
-        if layer is None or not layer._undo_history:
+        if layer is None:
             return False
         layer.undo()
-        self._say("undone")
+        self._say("undone (napari's Ctrl+Z on the labels)")
         return True
 
     def clear_prompts(self) -> None:
@@ -335,8 +335,7 @@ class SamAssist(QGroupBox):
 
     def _update_buttons(self) -> None:
         self.commit_button.setEnabled(self.preview is not None)
-        labels = self.owner.layers.labels
-        self.undo_button.setEnabled(labels is not None and bool(labels._undo_history))
+        self.undo_button.setEnabled(self.owner.layers.labels is not None)
         self.clear_button.setEnabled(self.service is not None)
 
 

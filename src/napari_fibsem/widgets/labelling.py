@@ -25,10 +25,10 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_fibsem._reader import META_KEY
+from napari_fibsem._layer_meta import opened_folder
 from napari_fibsem.core.imageio import FibsemImage
 from napari_fibsem.core.label_folder import LabelFolder
-from napari_fibsem.widgets._common import swatch
+from napari_fibsem.widgets._common import VerticalScroll, swatch
 from napari_fibsem.widgets._labelling_layers import LabellingLayers
 from napari_fibsem.widgets._labelling_proposals import ProposalPanel
 from napari_fibsem.widgets._sam_assist import SamAssist
@@ -82,13 +82,16 @@ class LabellingWidget(QWidget):
         self.status = QLabel("Open a folder of images; labels go to its labels/ folder.")
         self.status.setWordWrap(True)
 
-        layout = QVBoxLayout(self)
+        content = QWidget()
+        layout = QVBoxLayout(content)
         layout.addWidget(self.help)
         top = QHBoxLayout()
         top.addWidget(self.open_button)
         top.addWidget(self.from_layer_button)
         layout.addLayout(top)
         layout.addWidget(self.folder_label)
+        self.image_list.setMinimumHeight(90)
+        self.palette.setMinimumHeight(120)
         layout.addWidget(self.image_list, stretch=2)
         layout.addWidget(self.current_label)
         layout.addWidget(QLabel("Classes (keys 1-9)"))
@@ -100,6 +103,9 @@ class LabellingWidget(QWidget):
         layout.addWidget(self.proposals)
         layout.addWidget(self.sam)
         layout.addWidget(self.status)
+        outer = QVBoxLayout(self)  # scrolls rather than squeezing its rows when docks share the side
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(VerticalScroll(content))
         self._update_buttons()
         for key, step in (("PageDown", self.next_image), ("PageUp", self.previous_image)):
             viewer.bind_key(key, lambda _v, f=step: f(), overwrite=True)
@@ -123,10 +129,9 @@ class LabellingWidget(QWidget):
 
     def open_from_layer(self) -> bool:
         """Open the folder that the selected (or any) layer was read from by our reader."""
-        for layer in [self.viewer.layers.selection.active, *self.viewer.layers]:
-            folder = (getattr(layer, "metadata", None) or {}).get(META_KEY, {}).get("folder")
-            if folder:
-                return self.open_folder(folder)
+        folder = opened_folder(self.viewer)
+        if folder is not None:
+            return self.open_folder(folder)
         self.say("no layer here was opened from a folder: drag a folder of TIFFs into napari first", error=True)
         return False
 
@@ -149,6 +154,8 @@ class LabellingWidget(QWidget):
         self.index = -1
         self.refresh_list()
         self.show_image(0)
+        labelled = sum(opened.is_labelled(i) for i in range(len(opened)))
+        self.say(f"{len(opened)} images, {labelled} labelled. {message}".strip())
         if message:
             show_info(message)
         return True

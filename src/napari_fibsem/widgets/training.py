@@ -12,28 +12,27 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, QSize, Qt, Signal
+from napari.utils.notifications import show_error
+from qtpy.QtCore import QObject, Signal
 from qtpy.QtGui import QTextOption
 from qtpy.QtWidgets import (
     QFileDialog,
     QFormLayout,
-    QFrame,
     QHBoxLayout,
     QLabel,
     QLineEdit,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
-    QScrollArea,
     QSizePolicy,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_fibsem._reader import META_KEY
+from napari_fibsem._layer_meta import opened_folder
 from napari_fibsem.core.training.config import ConfigError, TrainingConfig
 from napari_fibsem.core.training.progress import Progress, StopFlag, TrainingResult
-from napari_fibsem.widgets._common import start_worker
+from napari_fibsem.widgets._common import VerticalScroll, start_worker
 from napari_fibsem.widgets._llvm_guard import preload_triton
 from napari_fibsem.widgets._plot import EpochPlot
 from napari_fibsem.widgets._training_form import TrainingForm, label_problems
@@ -130,6 +129,9 @@ class TrainingWidget(QWidget):
         self.plot = EpochPlot()
         self.best_path = _read_only_line()
         self.last_path = _read_only_line()
+        self.use_button = QPushButton("Use this model for proposals in Label segmentation")
+        self.use_button.setToolTip("Opens the labelling dock (on the training folder if none is open) with this checkpoint")
+        self.use_button.setEnabled(False)
         self.log = QPlainTextEdit()
         self.log.setReadOnly(True)
         self.log.setMaximumBlockCount(500)
@@ -157,17 +159,19 @@ class TrainingWidget(QWidget):
         layout.addWidget(self.status)
         layout.addWidget(self.plot)
         layout.addLayout(results)
+        layout.addWidget(self.use_button)
         layout.addWidget(self.log)
         layout.addStretch(1)
         outer = QVBoxLayout(self)  # taller than a laptop's dock: scroll rather than stretch the window
         outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(_VerticalScroll(content))
+        outer.addWidget(VerticalScroll(content))
 
         self.load_button.clicked.connect(self._on_load_clicked)
         self.save_button.clicked.connect(self._on_save_clicked)
         self.layer_button.clicked.connect(self.use_layer_folder)
         self.start_button.clicked.connect(self.start)
         self.stop_button.clicked.connect(self.stop)
+        self.use_button.clicked.connect(self.use_for_proposals)
         self._follow_theme()
         if hasattr(viewer, "events") and hasattr(viewer.events, "theme"):
             viewer.events.theme.connect(self._follow_theme)
@@ -232,7 +236,7 @@ class TrainingWidget(QWidget):
 
     def use_layer_folder(self) -> bool:
         """Set the image folder to the one the selected (else any) layer was read from."""
-        folder = _layer_folder(self.viewer)
+        folder = opened_folder(self.viewer)
         if folder is None:
             self.show_problems(["no layer here was opened from a folder or file"])
             return False
@@ -283,6 +287,7 @@ class TrainingWidget(QWidget):
     def _on_returned(self, outcome: RunOutcome) -> None:
         if outcome.error is not None:
             self.error = outcome.error
+            show_error(f"training did not run to the end: {outcome.error}")
             self.show_problems(["training did not run to the end:", outcome.error])
             self.status.setText("failed")
             self.progress.setRange(0, max(self.progress.maximum(), 1))
@@ -293,6 +298,7 @@ class TrainingWidget(QWidget):
         self.plot.set_history(list(result.history))
         self.best_path.setText(str(result.best_path or ""))
         self.last_path.setText(str(result.last_path or ""))
+        self.use_button.setEnabled(bool(result.best_path or result.last_path))
         self.progress.setRange(0, max(result.total_steps, 1))
         self.progress.setValue(result.global_step if result.total_steps else 1)
         best = ""
@@ -312,8 +318,22 @@ class TrainingWidget(QWidget):
     def _on_errored(self, exc: BaseException) -> None:
         """A bug, not a user error: napari shows the traceback; the widget shows the message."""
         self.error = f"{type(exc).__name__}: {exc}"
+        show_error(f"training crashed: {self.error}")
         self.show_problems(["training crashed (see the napari notification for details):", self.error])
         self.status.setText("failed")
+
+    def use_for_proposals(self) -> Any:
+        """Hand the trained model to the labelling dock (opened from the Plugins menu if needed)."""
+        result = self.result
+        checkpoint = result and (result.best_path or result.last_path)
+        if not checkpoint:
+            return None
+        _, labelling = self.viewer.window.add_plugin_dock_widget("napari-fibsem", "Label segmentation")
+        if labelling.folder is None and self.form.data_paths.paths():
+            labelling.open_folder(self.form.data_paths.paths()[0])
+        labelling.proposals.set_checkpoint(checkpoint)
+        self.status.setText(f"{Path(checkpoint).name} is the labelling dock's model: Propose there.")
+        return labelling
 
     def _on_finished(self) -> None:
         self._worker = None
@@ -335,45 +355,9 @@ class TrainingWidget(QWidget):
             return
 
 
-class _VerticalScroll(QScrollArea):
-    """Scrolls vertically only, and is never narrower than its content (plus the scroll bar)."""
-
-    def __init__(self, content: QWidget) -> None:
-        super().__init__()
-        self.setWidgetResizable(True)
-        self.setFrameShape(QFrame.NoFrame)
-        self.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
-        self.setWidget(content)
-
-    def minimumSizeHint(self) -> QSize:
-        hint = super().minimumSizeHint()
-        width = (
-            self.widget().minimumSizeHint().width()
-            + self.verticalScrollBar().sizeHint().width()
-            + 2 * self.frameWidth()
-            + 4
-        )
-        return QSize(max(hint.width(), width), hint.height())
-
-
 def _read_only_line() -> QLineEdit:
     line = QLineEdit()
     line.setReadOnly(True)
     line.setPlaceholderText("written when training runs")
     line.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Fixed)
     return line
-
-
-def _layer_folder(viewer: napari.viewer.Viewer) -> Path | None:
-    """The folder a layer came from: our reader's metadata, else ``layer.source.path`` (a file's folder)."""
-    active = viewer.layers.selection.active
-    ordered = ([active] if active is not None else []) + [ly for ly in viewer.layers if ly is not active]
-    for layer in ordered:
-        meta = (layer.metadata or {}).get(META_KEY) or {}
-        if meta.get("folder"):
-            return Path(meta["folder"])
-        source = getattr(getattr(layer, "source", None), "path", None)
-        if source:
-            p = Path(source)
-            return p if p.is_dir() else p.parent
-    return None
