@@ -68,6 +68,10 @@ class CheckpointSpec(BaseModel):
         return self
 
 
+class EvaluationStopped(Exception):
+    """``should_stop`` said stop: the run ends before anything is written (no partial tables)."""
+
+
 class EvalConfig(BaseModel):
     """The keys of OpenFIBSEM's evaluation config plus ours (``features``, ``min_size``, ``device``)."""
 
@@ -197,7 +201,8 @@ def evaluate_checkpoints(
 ) -> tuple[list[dict[str, Any]], list[Path]]:
     """Detect every labelled feature with every checkpoint; one row per image x feature x checkpoint.
 
-    Also returns the detection pictures written when the config asks for them.
+    Also returns the detection pictures written when the config asks for them. ``should_stop`` is
+    polled before each image; True raises :class:`EvaluationStopped`.
     """
     points = read_keypoints(cfg.data_path)
     unknown = sorted({p.feature for p in points} - set(CATALOGUE))
@@ -220,7 +225,9 @@ def evaluate_checkpoints(
         source = _MaskSource(spec, cfg.device)
         for name, gt in groups.items():
             if should_stop is not None and should_stop():
-                return rows, plots
+                raise EvaluationStopped(
+                    f"stopped after {done} of {total} image evaluations; no tables, plots or report written"
+                )
             image = read_image(images[name])  # type: ignore[arg-type]
             new, found = _evaluate_image(cfg, spec.name or "", source, name, image, gt)
             rows += new
@@ -381,16 +388,20 @@ def read_eval_csv(path: Path) -> list[dict[str, Any]]:
 def run_evaluation(
     cfg: EvalConfig, on_progress: ProgressCallback | None = None, should_stop: Callable[[], bool] | None = None
 ) -> EvalResult:
-    """Everything the config asks for: evaluate (or re-read), tables, plots, report."""
+    """Everything the config asks for: evaluate (or re-read), tables, plots, report.
+
+    ``on_progress(done, total)`` runs after each image x checkpoint; ``should_stop`` returning True
+    raises :class:`EvaluationStopped` before any table is written.
+    """
     from napari_fibsem.core import _evaluation_report as report
 
     save = cfg.save_path
-    save.mkdir(parents=True, exist_ok=True)
     plots: list[Path] = []
     if cfg.run_eval:
         rows, plots = evaluate_checkpoints(cfg, on_progress, should_stop)
     else:
         rows = read_eval_csv(save / "eval.csv")
+    save.mkdir(parents=True, exist_ok=True)  # only now: bad input leaves no empty output folder behind
     result = EvalResult(rows, accuracy_table(rows, cfg.thresholds), cfg.thresholds, det_plots=plots)
     if cfg.run_eval:
         result.files["eval"] = write_csv(save / "eval.csv", rows, EVAL_COLUMNS)
