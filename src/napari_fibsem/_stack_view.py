@@ -11,6 +11,7 @@ reader record, so a dock that replaces the layer knows whether work would be los
 from __future__ import annotations
 
 import weakref
+from pathlib import Path
 from typing import Any
 
 from napari_fibsem._layer_meta import reader_meta
@@ -35,6 +36,7 @@ def follow(viewer: Any) -> None:
     viewer.layers.selection.events.active.connect(update)
     viewer.layers.events.inserted.connect(update)
     viewer.layers.events.inserted.connect(_note_edits)
+    viewer.layers.events.inserted.connect(lambda e: e.value.events.visible.connect(update))
     viewer.layers.events.removed.connect(update)
 
 
@@ -83,3 +85,31 @@ def refresh(viewer: Any) -> None:
     overlay.position = "top_left"
     overlay.visible = True
     _SHOWN[viewer] = text
+
+
+def retire_reader_layers(viewer: Any, folder: Path) -> str:
+    """Take away the stack layers our reader opened from ``folder``; returns what was done, for the person.
+
+    Docks that show one image at a time own its layers: the folder's stack under them would show
+    two images as one composite and offer a second Labels layer to paint into. A labels layer
+    painted into since it was read is hidden, not removed, so nothing painted there is lost.
+    """
+    removed, hidden = [], []
+    for layer in list(viewer.layers):
+        source = reader_meta(layer).get("folder")
+        if not source or Path(source).resolve() != Path(folder).resolve():
+            continue
+        if layer._type_string == "labels" and reader_meta(layer).get("edited"):
+            layer.visible = False
+            hidden.append(layer.name)
+        else:
+            viewer.layers.remove(layer)
+            removed.append(layer.name)
+    parts = []
+    if removed:
+        parts.append(f"closed the folder's stack layers ({', '.join(removed)})")
+    if hidden:
+        parts.append(f"hid {', '.join(hidden)}: it has unsaved edits, save it (File > Save Selected Layers) or delete it")
+    if not parts:
+        return ""
+    return "This dock shows one image at a time: " + "; ".join(parts) + "."

@@ -1,21 +1,17 @@
 """The labelling dock's layers: one image, its only Labels layer, and a proposal drawn as contours.
 
 Layers are named for the person ("labels: synthetic_0003.tif") and renamed on navigation, so the
-layer list says which file is on screen. The dock owns the image's only Labels layer: layers our
-reader made for the same folder are taken away (removed, or hidden when they hold edits), so two
-different images never show as one composite and there is one layer to paint into.
+layer list says which file is on screen.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_fibsem._colormap import labels_colormap
-from napari_fibsem._layer_meta import reader_meta
 from napari_fibsem.core.classes import ClassMap
 
 if TYPE_CHECKING:
@@ -86,34 +82,6 @@ class LabellingLayers:
         if self._alive(self.proposal):
             self.viewer.layers.remove(self.proposal)
         self.proposal = None
-
-    def retire_reader_layers(self, folder: Path) -> str:
-        """Take away the layers our reader opened from ``folder``; returns what was done, for the person.
-
-        A labels layer painted into since it was read (noted by :mod:`napari_fibsem._stack_view`)
-        is hidden, not removed, so nothing painted there is lost.
-        """
-        removed, hidden = [], []
-        for layer in list(self.viewer.layers):
-            source = reader_meta(layer).get("folder")
-            if not source or Path(source).resolve() != folder.resolve():
-                continue
-            if layer._type_string == "labels" and reader_meta(layer).get("edited"):
-                layer.visible = False
-                hidden.append(layer.name)
-            else:
-                self.viewer.layers.remove(layer)
-                removed.append(layer.name)
-        parts = []
-        if removed:
-            parts.append(f"closed the folder's stack layers ({', '.join(removed)})")
-        if hidden:
-            parts.append(f"hid {', '.join(hidden)}: it has unsaved edits, save it (File > Save Selected Layers) "
-                         "or delete it")  # fmt: skip
-        if not parts:
-            return ""
-        return ("This dock shows one image at a time and owns its labels (saved to labels/): "
-                + "; ".join(parts) + ".")  # fmt: skip
 
 
 def proposal_summary(mask: np.ndarray, class_map: ClassMap) -> str:

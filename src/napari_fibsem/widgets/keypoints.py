@@ -2,10 +2,13 @@
 
 A thin view over :class:`~napari_fibsem.core.keypoint_labels.KeypointLabels`: one image at a time
 in an Image layer, its points in a Points layer whose ``feature`` property names the catalogue
-feature. Pick a feature, add with the Points layer's add mode (one point per feature per image: a
-new one replaces the old), drag in select mode, Delete removes. Every change is written to the CSV
-(drags once they settle). Points can be pre-filled from the folder's ``labels/`` masks or from a
-model (in a worker thread), then corrected.
+feature. The points layer is selected in add mode whenever an image is shown, so a click places the
+picked feature (one point per feature per image: a new one replaces the old); drag in select mode,
+Delete removes. A checklist shows which features this image still misses (the image list marks
+complete images) and the pick moves on to the next missing feature after each click. Every change
+is written to the CSV (drags once they settle), with the image's pixel size: from its metadata, or
+typed in for images without one. Points can be pre-filled from ``labels/`` masks or from a model
+(in a worker thread), then corrected.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
@@ -21,17 +25,20 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
-    QListWidgetItem,
     QProgressBar,
     QPushButton,
     QVBoxLayout,
     QWidget,
 )
 
-from napari_fibsem.core.detection import CATALOGUE, detect_features
-from napari_fibsem.core.imageio import FibsemImage, read_image, read_labels
+from napari_fibsem._layer_meta import opened_folder
+from napari_fibsem._stack_view import retire_reader_layers, text_overlay
+from napari_fibsem.core.detection import CATALOGUE
+from napari_fibsem.core.imageio import FibsemImage, read_image
 from napari_fibsem.core.keypoint_labels import KeypointLabels
-from napari_fibsem.widgets._common import start_worker, swatch
+from napari_fibsem.widgets._common import swatch
+from napari_fibsem.widgets._keypoints_jobs import KeypointJobsMixin
+from napari_fibsem.widgets._keypoints_panels import FeatureChecklist, PixelSizeField, order_features
 
 if TYPE_CHECKING:
     import napari
@@ -39,9 +46,13 @@ if TYPE_CHECKING:
 IMAGE_LAYER = "keypoint image"
 POINTS_LAYER = "keypoints"
 DRAG_SETTLE_MS = 250
+HELP = (
+    "Click on the image to place the feature picked below (the keypoints layer is in add mode, key 2); "
+    "drag points in select mode (key 3); Delete removes the selected point; PageDown/PageUp: next/previous image."
+)
 
 
-class KeypointWidget(QWidget):
+class KeypointWidget(KeypointJobsMixin, QWidget):
     """Open a folder, step through its images, place one point per feature; the CSV follows."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
@@ -54,53 +65,53 @@ class KeypointWidget(QWidget):
         self._worker: Any = None
         self._settle = QTimer(self, singleShot=True, interval=DRAG_SETTLE_MS)
         self._settle.timeout.connect(self.commit)
+        self._build()
+        self._enable(False)
+        for key, step in (("PageDown", self.next_image), ("PageUp", self.previous_image)):
+            viewer.bind_key(key, lambda _v, f=step: f(), overwrite=True)
 
+    def _build(self) -> None:
         self.open_button = QPushButton("Open image folder…")
         self.open_button.clicked.connect(self._choose_folder)
+        self.from_layer_button = QPushButton("Use the opened folder")
+        self.from_layer_button.setToolTip("The folder a layer was read from (drag a folder into napari first)")
+        self.from_layer_button.clicked.connect(self.open_from_layer)
         self.folder_label = QLabel("no folder open")
         self.folder_label.setWordWrap(True)
         self.image_list = QListWidget()
+        self.image_list.setToolTip("✓ every feature placed, ◐ some still missing, · none yet")
         self.image_list.currentRowChanged.connect(self._on_row)
         self.feature = QComboBox()
         for name, spec in CATALOGUE.items():
             self.feature.addItem(swatch(spec.color), name)
         self.feature.setCurrentText("NeedleTip")
         self.feature.currentTextChanged.connect(self._on_feature)
+        self.checklist = FeatureChecklist()
+        self.checklist.picked.connect(self.pick_feature)
+        self.pixel_size = PixelSizeField()
+        self.pixel_size.changed.connect(self.set_pixel_size)
+        self.pixel_size.apply_to_all.connect(self.apply_pixel_size_to_all)
         self.prev_button, self.next_button = QPushButton("◀ Previous"), QPushButton("Next ▶")
         self.prev_button.clicked.connect(self.previous_image)
         self.next_button.clicked.connect(self.next_image)
-        self.from_labels_button = QPushButton("Pre-fill from labels/")
-        self.from_labels_button.setToolTip("Locate the features in this image's label mask (missing points only)")
-        self.from_labels_button.clicked.connect(self.prefill_from_labels)
-        self.from_model_button = QPushButton("Pre-fill from model…")
-        self.from_model_button.setToolTip("Segment this image with a checkpoint and locate the features (missing points only)")
-        self.from_model_button.clicked.connect(self._choose_model)
+        self._build_prefill()
         self.progress = QProgressBar()
         self.progress.setVisible(False)
-        self.status = QLabel("Pick a feature, choose add mode in the keypoints layer (key 2 or ⊕) and click; drag in select mode (3) to move; Delete removes.")
+        self.status = QLabel("Open a folder of images, or drag one into napari and press 'Use the opened folder'. " + HELP)
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        layout.addWidget(self.open_button)
-        layout.addWidget(self.folder_label)
+        for row in ((self.open_button, self.from_layer_button), (self.folder_label,)):
+            layout.addLayout(_row(*row))
         layout.addWidget(self.image_list, stretch=1)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Feature"))
-        row.addWidget(self.feature, stretch=1)
-        layout.addLayout(row)
-        nav = QHBoxLayout()
-        nav.addWidget(self.prev_button)
-        nav.addWidget(self.next_button)
-        layout.addLayout(nav)
-        fill = QHBoxLayout()
-        fill.addWidget(self.from_labels_button)
-        fill.addWidget(self.from_model_button)
-        layout.addLayout(fill)
+        layout.addLayout(_row(QLabel("Feature"), self.feature))
+        layout.addWidget(QLabel("On this image:"))
+        layout.addWidget(self.checklist)
+        layout.addWidget(self.pixel_size)
+        layout.addLayout(_row(self.prev_button, self.next_button))
+        layout.addLayout(_row(self.from_labels_button, self.from_model_button))
         layout.addWidget(self.progress)
         layout.addWidget(self.status)
-        self._enable(False)
-        for key, step in (("PageDown", self.next_image), ("PageUp", self.previous_image)):
-            viewer.bind_key(key, lambda _v, f=step: f(), overwrite=True)
 
     # -- folder and navigation ------------------------------------------------------------------
     def _choose_folder(self) -> None:
@@ -108,26 +119,38 @@ class KeypointWidget(QWidget):
         if folder:
             self.open_folder(folder)
 
+    def open_from_layer(self) -> None:
+        """Open the folder a layer was read from (a folder dragged into napari); hide that folder's stack layers."""
+        folder = opened_folder(self.viewer)
+        if folder is None:
+            self._tell("no layer here was opened from a folder; drag a folder into napari first", "warning")
+            return
+        self.open_folder(folder)
+        if self.labels is not None and self.labels.folder == folder:
+            message = retire_reader_layers(self.viewer, folder)
+            if message:
+                self._tell(message, "info")
+
     def open_folder(self, folder: str | Path, csv_path: str | Path | None = None) -> None:
         """Open ``folder`` (its ``keypoints.csv`` is created when absent) and show the first image."""
         self.commit()
         try:
             self.labels = KeypointLabels(folder, csv_path)
         except (OSError, ValueError) as e:
-            self.status.setText(f"cannot open {folder}: {e}")
+            self._tell(f"cannot open {folder}: {e}")
             return
-        self.folder_label.setText(f"{self.labels.folder}\npoints: {self.labels.csv_path.name}")
+        self.folder_label.setText(f"{self.labels.folder.name}/  →  points in {self.labels.csv_path.name}")
+        self.folder_label.setToolTip(f"{self.labels.folder}\n{self.labels.csv_path}")
         self.image_list.blockSignals(True)
         self.image_list.clear()
-        for path in self.labels.images:
-            self.image_list.addItem(QListWidgetItem(path.name))
+        self.image_list.addItems([path.name for path in self.labels.images])
         self.image_list.blockSignals(False)
-        self._refresh_counts()
+        self.index = -1
         self._enable(True)
         self.show_image(0)
 
     def show_image(self, index: int) -> None:
-        """Save pending changes, then show image ``index`` and its points."""
+        """Save pending changes, then show image ``index`` and its points, ready to click the first missing feature."""
         if self.labels is None or not 0 <= index < len(self.labels.images):
             return
         self.commit()
@@ -135,14 +158,20 @@ class KeypointWidget(QWidget):
         try:
             self.image = read_image(path, convert="mean")
         except (OSError, ValueError) as e:
-            self.status.setText(f"cannot read {path.name}: {e}")
+            self._tell(f"cannot read {path.name}: {e}")
             return
         self.index = index
         self.image_list.blockSignals(True)
         self.image_list.setCurrentRow(index)
         self.image_list.blockSignals(False)
         self._show_layers()
-        self.status.setText(f"{path.name}: {self.labels.count(path.name)} point(s)")
+        missing = self.labels.missing(path.name, self.feature_set())
+        if missing:
+            self.feature.setCurrentText(missing[0])
+        self._show_pixel_size()
+        self._refresh()
+        self._activate_points()
+        self.status.setText(self._image_status())
 
     def next_image(self) -> None:
         self.show_image(self.index + 1)
@@ -157,6 +186,34 @@ class KeypointWidget(QWidget):
     @property
     def current_name(self) -> str | None:
         return None if self.labels is None or self.index < 0 else self.labels.images[self.index].name
+
+    # -- features -------------------------------------------------------------------------------
+    def feature_set(self) -> list[str]:
+        """The features being labelled: used anywhere in the CSV, plus the one picked (see the checklist tooltip)."""
+        used = self.labels.features_used() if self.labels is not None else []
+        return order_features([*used, self.feature.currentText()])
+
+    def pick_feature(self, name: str) -> None:
+        """Place ``name`` with the next click: pick it and put the points layer in add mode."""
+        self.feature.setCurrentText(name)
+        if self.labels is not None:
+            self._activate_points()
+
+    def _on_feature(self, name: str) -> None:
+        if POINTS_LAYER in self.viewer.layers:
+            self.viewer.layers[POINTS_LAYER].feature_defaults = {"feature": name}
+        self._refresh()
+
+    def _pick_next_missing(self) -> None:
+        """After the picked feature was placed: pick the next one this image misses (in checklist order)."""
+        name, pick = self.current_name, self.feature.currentText()
+        if self.labels is None or name is None:
+            return
+        features = self.feature_set()
+        i = features.index(pick) + 1 if pick in features else 0
+        missing = self.labels.missing(name, features[i:] + features[:i])
+        if missing:
+            self.feature.setCurrentText(missing[0])
 
     # -- layers ---------------------------------------------------------------------------------
     def _show_layers(self) -> None:
@@ -191,6 +248,16 @@ class KeypointWidget(QWidget):
             layer.events.data.connect(self._on_points_event)
         return self.viewer.layers[POINTS_LAYER]
 
+    def _activate_points(self) -> None:
+        """The points layer on top, the only selected layer, in add mode: the next click places a point."""
+        layer = self.points_layer
+        layers = self.viewer.layers
+        if layers.index(layer) != len(layers) - 1:
+            layers.move(layers.index(layer), len(layers))
+        layers.selection.select_only(layer)
+        layers.selection.active = layer
+        layer.mode = "add"
+
     def _load_points(self) -> None:
         """Put the current image's points from the store into the layer (no save triggered)."""
         name = self.current_name
@@ -204,14 +271,9 @@ class KeypointWidget(QWidget):
                 layer.add(np.array([[p.y, p.x] for p in points.values()]))
                 layer.features = {"feature": np.array(list(points), dtype=object)}
                 layer.refresh_colors()
+                layer.selected_data = set()
         finally:
             self._syncing = False
-        self.viewer.layers.selection.active = layer
-
-    def _on_feature(self, name: str) -> None:
-        if POINTS_LAYER in self.viewer.layers:
-            layer = self.viewer.layers[POINTS_LAYER]
-            layer.feature_defaults = {"feature": name}
 
     def _on_points_event(self, event) -> None:
         action = str(getattr(event, "action", ""))
@@ -233,107 +295,69 @@ class KeypointWidget(QWidget):
         latest: dict[str, tuple[float, float]] = {}
         for (y, x), feature in zip(layer.data, layer.features["feature"]):
             latest[str(feature)] = (float(x), float(y))
-        pixel_size = self.image.metadata.pixel_size if self.image is not None else None
+        before = set(self.labels.points(name))
         try:
-            changed = self.labels.set_points(name, latest, pixel_size)
+            changed = self.labels.set_points(name, latest, self.effective_pixel_size())
         except OSError as e:
-            self.status.setText(f"could not save {self.labels.csv_path}: {e}")
+            self._tell(f"could not save {self.labels.csv_path}: {e}")
             return False
         if len(latest) != len(layer.data):  # a feature placed twice: show only the kept one
             self._load_points()
         if changed:
-            self._refresh_counts()
-            self.status.setText(f"{name}: {len(latest)} point(s), saved to {self.labels.csv_path.name}")
+            if self.feature.currentText() in set(latest) - before:
+                self._pick_next_missing()
+            self._refresh()
+            self.status.setText(self._image_status() + f"; saved to {self.labels.csv_path.name}")
         return changed
 
-    def _refresh_counts(self) -> None:
+    def _image_status(self) -> str:
+        name = self.current_name
+        if self.labels is None or name is None:
+            return ""
+        features = self.feature_set()
+        missing = self.labels.missing(name, features)
+        text = f"{name}: {len(features) - len(missing)}/{len(features)} feature(s) placed"
+        text += f"; click to place {self.feature.currentText()}" if missing else " — complete, Next ▶ (PageDown)"
+        return text + ("" if self.effective_pixel_size() else "; pixel size unknown: type it below")
+
+    def _refresh(self) -> None:
+        """Checklist of the current image and the complete/missing marks of the image list."""
         if self.labels is None:
             return
+        features = self.feature_set()
+        placed = self.labels.placed()
         for i, path in enumerate(self.labels.images):
-            n = self.labels.count(path.name)
-            self.image_list.item(i).setText(f"{'✓' if n else '·'} {path.name}" + (f"  ({n})" if n else ""))
+            have = len(placed.get(path.name, set()) & set(features))
+            mark = "✓" if have == len(features) else ("◐" if have else "·")
+            self.image_list.item(i).setText(f"{mark} {path.name}  {have}/{len(features)}")
+        name = self.current_name
+        if name is not None:
+            here = placed.get(name, set()) & set(features)
+            self.checklist.show_features(features, here, self.feature.currentText())
+            self._caption(f"{name} ({self.index + 1}/{len(self.labels.images)}): {len(here)}/{len(features)} features")
+
+    def _caption(self, text: str) -> None:
+        """The file on screen, written on the canvas (napari's text overlay), where the eyes are."""
+        overlay = text_overlay(self.viewer)
+        overlay.text, overlay.position, overlay.visible = text, "top_left", bool(text)
 
     def _enable(self, on: bool) -> None:
-        for w in (self.prev_button, self.next_button, self.from_labels_button, self.from_model_button, self.feature):
+        for w in (self.prev_button, self.next_button, self.from_labels_button, self.from_model_button, self.feature,
+                  self.pixel_size):  # fmt: skip
             w.setEnabled(on)
 
-    # -- pre-fill -------------------------------------------------------------------------------
-    def _add_missing(self, found, source: str) -> int:
-        assert self.labels is not None and self.current_name is not None
-        current = {f: (p.x, p.y) for f, p in self.labels.points(self.current_name).items()}
-        new = {f.name: f.px for f in found if f.px is not None and f.name not in current and f.name != "ImageCentre"}
-        if new:
-            pixel_size = self.image.metadata.pixel_size if self.image is not None else None
-            for feature, (x, y) in new.items():
-                self.labels.set_point(self.current_name, feature, x, y, pixel_size, source)
-            self._load_points()
-            self._refresh_counts()
-        self.status.setText(f"{self.current_name}: pre-filled {len(new)} point(s) from {source}; correct them by dragging")
-        return len(new)
-
-    def prefill_from_labels(self) -> int:
-        """Locate every feature in ``labels/<image>`` and add those not placed yet."""
-        if self.labels is None or self.image is None or self.current_name is None:
-            return 0
-        self.commit()
-        mask_path = self.labels.folder / "labels" / self.current_name
-        if not mask_path.exists():
-            self.status.setText(f"no label mask for {self.current_name} in labels/")
-            return 0
-        from napari_fibsem.core.classes import ClassMap
-
-        cmap = ClassMap.for_folder(self.labels.folder)
-        try:
-            mask = read_labels(mask_path, cmap, shape=self.image.data.shape)
-        except (OSError, ValueError) as e:
-            self.status.setText(str(e))
-            return 0
-        found = detect_features(None, mask=mask, class_map=cmap, pixel_size=self.image.metadata.pixel_size or 1.0)
-        return self._add_missing(found, "labels")
-
-    def _choose_model(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, "Checkpoint (bundle, OpenFIBSEM .pt, ONNX)")
-        if path:
-            self.prefill_from_model(path)
-
-    def prefill_from_model(self, checkpoint: str | Path) -> None:
-        """Segment the current image with ``checkpoint`` off the UI thread, then add missing points."""
-        if self.image is None or self._worker is not None:
-            return
-        self.commit()
-        image, name = self.image, self.current_name
-        self.progress.setRange(0, 0)
-        self.progress.setVisible(True)
-        self.from_model_button.setEnabled(False)
-        self.status.setText(f"segmenting {name} with {Path(checkpoint).name}…")
-
-        def done(result: tuple[Any, str]) -> None:
-            found, error = result
-            self._worker = None
-            self.progress.setVisible(False)
-            self.from_model_button.setEnabled(True)
-            if error:
-                self.status.setText(f"pre-fill failed: {error}")
-            elif self.current_name == name:  # the person may have moved on meanwhile
-                self._add_missing(found, Path(checkpoint).stem)
-
-        self._worker = start_worker(_detect_with_model, checkpoint, image, on_returned=done,
-                                    on_errored=lambda e: done((None, f"{type(e).__name__}: {e}")), owner=self)  # fmt: skip
+    def _tell(self, message: str, level: str = "error") -> None:
+        """Show ``message`` in the status line and as a napari notification."""
+        self.status.setText(message)
+        {"error": show_error, "warning": show_warning, "info": show_info}[level](message)
 
     def closeEvent(self, event) -> None:  # noqa: N802 (Qt API)
         self.commit()
         super().closeEvent(event)
 
 
-def _detect_with_model(checkpoint: str | Path, image: FibsemImage) -> tuple[Any, str]:
-    """Worker body: ``(detected features, "")`` or ``(None, error message)`` for errors a user can fix."""
-    from napari_fibsem.widgets._llvm_guard import preload_triton
-
-    preload_triton()
-    from napari_fibsem.core.models import load_model
-
-    try:
-        model = load_model(checkpoint)
-        return detect_features(image, model, pixel_size=image.metadata.pixel_size or 1.0), ""
-    except (OSError, ValueError, ImportError) as e:
-        return None, str(e)
+def _row(*widgets: QWidget) -> QHBoxLayout:
+    row = QHBoxLayout()
+    for w in widgets:
+        row.addWidget(w, stretch=1)
+    return row

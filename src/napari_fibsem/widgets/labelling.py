@@ -26,6 +26,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem._layer_meta import opened_folder
+from napari_fibsem._stack_view import retire_reader_layers
 from napari_fibsem.core.imageio import FibsemImage
 from napari_fibsem.core.label_folder import LabelFolder
 from napari_fibsem.widgets._common import VerticalScroll, swatch
@@ -150,7 +151,7 @@ class LabellingWidget(QWidget):
             key = f"{cid}  " if 1 <= cid <= 9 else "   "
             self.palette.addItem(QListWidgetItem(swatch(info.color), f"{key}{info.name}"))
         self.palette.blockSignals(False)
-        message = self.layers.retire_reader_layers(opened.folder)
+        message = retire_reader_layers(self.viewer, opened.folder)
         self.index = -1
         self.refresh_list()
         self.show_image(0)
