@@ -1,6 +1,6 @@
 """The microscope widget on a viewer with the simulator: acquire (one or both beams), move, centre
-on a point, states, live stage readout, milling patterns drawn as shapes (convert, estimate, mill,
-stop)."""
+on a point (both beams re-acquired), stale images after moves, states, live stage readout, milling
+patterns drawn as shapes (convert, estimate, confirm, mill, stop), preset currents, simulated time."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ import pytest
 
 from napari_fibsem.core.microscope import CirclePattern, LinePattern, PolygonPattern, RectanglePattern
 from napari_fibsem.core.synthetic import keypoints_from_mask
+from napari_fibsem.widgets._microscope_layers import STALE_SUFFIX
 from napari_fibsem.widgets._milling_panel import PATTERN_LAYER, PatternError, shapes_to_patterns
 from napari_fibsem.widgets.microscope import MicroscopeWidget, layer_name
 
@@ -30,6 +31,7 @@ def make_widget(make_napari_viewer, qtbot):
         w.width.setValue(384)
         w.height.setValue(256)
         w.hfw.setValue(60.0)
+        w.milling.ask = lambda summary: pytest.fail(f"unexpected milling confirmation: {summary}")
         if connect:
             w.connect_microscope({"simulator": simulator or {"seed": 0}})
             qtbot.waitUntil(lambda: w.microscope is not None and not w.busy, timeout=30_000)
@@ -84,7 +86,7 @@ def test_large_move_asks_and_states_restore(widget, qtbot):
     w.ask_confirmation = lambda message: asked.append(message) or False
     w.move_relative(500e-6, 0.0)  # beyond the default 200 µm step
     _wait(w, qtbot)
-    assert asked and w.microscope.get_stage_position().x == 0.0 and "failed" in w.status.text()
+    assert asked and w.microscope.get_stage_position().x == 0.0 and "cancelled" in w.status.text()
     w.ask_confirmation = lambda message: True
     w.save_state()
     _wait(w, qtbot)
@@ -194,10 +196,19 @@ def test_mill_a_drawn_rectangle_digs_a_trench_in_the_ion_image(widget, qtbot, tm
         f"estimated milling time {m.estimate_milling_time([pattern], settings):.1f} s"
     )
 
+    asked = []
+    w.milling.ask = lambda summary: asked.append(summary) or True
     w.milling.mill()
     assert w.task == "milling"
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
+    (summary,) = asked
+    estimate = m.estimate_milling_time([pattern], settings)
+    assert "Mill 1 pattern (1 rectangle)" in summary and "Depth: 0.50 µm" in summary
+    assert f"rectangle {pattern.width * 1e6:.2f} × {pattern.height * 1e6:.2f} µm" in summary
+    assert "Milling current: 3 nA" in summary and f"Estimated time: {estimate:.1f} s" in summary
     assert "milled 1 pattern" in w.status.text() and "re-acquired" in w.status.text()
+    result = w.milling.last_result  # the simulated duration is the estimate, and is what the dock says
+    assert result.simulated_s == pytest.approx(estimate) and f"{estimate:.1f} s of simulated time" in w.status.text()
     assert w.milling.last_result.completed and w.milling.last_progress.fraction == 1.0
     assert w.milling.progress.value() == w.milling.progress.maximum()  # 100%
     after_mask = m.last_mask("ion")[box]
@@ -227,13 +238,15 @@ def test_stop_a_slow_milling_run_and_no_stage_polling_meanwhile(make_widget, qtb
     w.stage_timer.setInterval(50)
     assert w.stage_timer.isActive()
 
+    w.milling.ask = lambda summary: True
     w.milling.mill()
     qtbot.waitUntil(
         lambda: w.milling.last_progress is not None and w.milling.last_progress.step >= 2, timeout=30_000
     )
     assert w.milling.stop_button.isEnabled() and not w.milling.mill_button.isEnabled()
+    assert reads == ["milling"]  # once, by the milling itself: is the stage still where the image was?
     qtbot.wait(300)  # several timer ticks while milling: none may read the stage
-    assert reads == []
+    assert reads == ["milling"]
     w.milling.stop_button.click()
     qtbot.waitUntil(lambda: not w.busy, timeout=30_000)
     result = w.milling.last_result
@@ -266,3 +279,118 @@ def test_stage_readout_refreshes_while_idle(widget, qtbot):
     qtbot.waitUntil(lambda: "x 4.00 µm" in w.stage_label.text(), timeout=10_000)
     w.live_stage.setChecked(False)
     assert not w.stage_timer.isActive()
+
+
+def _draw_on_lamella(w) -> None:
+    r0, r1, c0, c1 = _lamella_box(w.microscope.last_mask("ion"))
+    w.viewer.layers[PATTERN_LAYER].add_rectangles(np.array([[r0 - 3, c0 + 10], [(r0 + r1) // 2, c1 - 10]]))
+
+
+def test_a_stage_move_marks_images_stale_and_milling_refuses_a_stale_ion_image(widget, qtbot):
+    w = widget
+    m = w.microscope
+    _acquire(w, qtbot, "both")
+    _draw_on_lamella(w)
+    electron, ion = w.viewer.layers[layer_name("electron")], w.viewer.layers[layer_name("ion")]
+    assert w.stale == {} and w.stale_label.isHidden()
+
+    w.move_relative(2e-6, 0.0)
+    _wait(w, qtbot)
+    assert set(w.stale) == {"electron", "ion"}
+    assert ion.name == layer_name("ion") + STALE_SUFFIX and electron.name == layer_name("electron") + STALE_SUFFIX
+    assert not w.stale_label.isHidden()
+    assert "ion image stale: the stage moved since it was taken — acquire again" in w.stale_label.text()
+
+    w.milling.mill()  # refused before any question (the fixture fails the test if one is asked)
+    assert "cannot mill: the ion image is stale" in w.status.text() and "mill the wrong place" in w.status.text()
+    assert not w.busy and m.simulated_time == 0.0
+    w.centre_on(electron, (10.0, 10.0))  # a point in a stale image is no longer where it shows
+    assert "cannot centre: the electron image is stale" in w.status.text() and not w.busy
+    assert m.get_stage_position().x == pytest.approx(2e-6)
+
+    _acquire(w, qtbot, "ion")  # the ion image again: fresh, the electron image still stale
+    assert ion.name == layer_name("ion") and set(w.stale) == {"electron"}
+    assert "electron image stale" in w.stale_label.text() and "ion image" not in w.stale_label.text()
+    asked = []
+    w.milling.ask = lambda summary: asked.append(summary) or False  # answered No: nothing is milled
+    w.milling.mill()
+    assert asked and "cancelled" in w.status.text() and not w.busy and m.simulated_time == 0.0
+
+    w.move_relative(-2e-6, 0.0)  # back where the electron image was taken: it is current again
+    _wait(w, qtbot)
+    assert set(w.stale) == {"ion"} and electron.name == layer_name("electron")
+
+    w.save_state()
+    _wait(w, qtbot)
+    _acquire(w, qtbot, "both")
+    w.move_relative(0.0, 3e-6)
+    _wait(w, qtbot)
+    _acquire(w, qtbot, "both")
+    assert w.stale == {}
+    w.restore_state(0)  # restoring a saved state moves the stage too
+    _wait(w, qtbot)
+    assert set(w.stale) == {"electron", "ion"}
+
+    _acquire(w, qtbot, "both")
+    w.stage_timer.setInterval(50)
+    m.move_stage_relative(dx=1e-6)  # moved elsewhere (a script, the vendor UI): the readout sees it
+    qtbot.waitUntil(lambda: set(w.stale) == {"electron", "ion"}, timeout=10_000)
+    assert ion.name.endswith(STALE_SUFFIX)
+
+
+def test_milling_refuses_when_the_stage_moves_while_the_confirmation_is_open(widget, qtbot):
+    w = widget
+    m = w.microscope
+    _acquire(w, qtbot, "ion")
+    _draw_on_lamella(w)
+
+    def answer(summary: str) -> bool:
+        m.move_stage_relative(dx=1e-6)  # someone moves the stage while the dialog is open
+        return True
+
+    w.milling.ask = answer
+    w.milling.mill()
+    _wait(w, qtbot)
+    assert "milling failed" in w.status.text() and "stale" in w.status.text()
+    assert m.simulated_time == 0.0 and w.milling.last_result is None and set(w.stale) == {"ion"}
+
+
+def test_centre_on_a_point_reacquires_both_beams_when_both_are_shown(widget, qtbot):
+    w = widget
+    _acquire(w, qtbot, "both")
+    electron, ion = w.viewer.layers[layer_name("electron")], w.viewer.layers[layer_name("ion")]
+    old_electron, old_ion = electron.metadata["fibsem_image"], ion.metadata["fibsem_image"]
+    x, y = keypoints_from_mask(w.microscope.last_mask("electron"))["LamellaCentre"]
+    w.centre_on(electron, (y + 10, x - 20))
+    qtbot.waitUntil(lambda: not w.busy and "acquired" in w.status.text(), timeout=30_000)
+    assert "centred" in w.status.text() and "electron image" in w.status.text() and "ion image" in w.status.text()
+    assert electron.metadata["fibsem_image"] is not old_electron and ion.metadata["fibsem_image"] is not old_ion
+    assert w.stale == {} and w.stale_label.isHidden()
+    assert not np.array_equal(ion.data, old_ion.data)  # the ion image shows the moved stage
+
+    ion.visible = False  # only the electron image is shown: only it is re-acquired
+    old_ion = ion.metadata["fibsem_image"]
+    w.centre_on(electron, (y - 15, x + 25))
+    qtbot.waitUntil(lambda: not w.busy and "acquired" in w.status.text(), timeout=30_000)
+    assert ion.metadata["fibsem_image"] is old_ion and set(w.stale) == {"ion"}
+    assert ion.name == layer_name("ion") + STALE_SUFFIX
+
+
+def test_milling_current_is_one_of_the_ion_beams_preset_currents(make_widget, qtbot):
+    w = make_widget(connect=False)
+    assert w.milling.current.count() == 0 and not w.milling.current.isEnabled()
+    w.connect_microscope({"simulator": {"seed": 0}})
+    qtbot.waitUntil(lambda: w.microscope is not None and not w.busy, timeout=30_000)
+    items = [w.milling.current.itemText(i) for i in range(w.milling.current.count())]
+    assert items[0] == "1 pA" and items[-1] == "65 nA" and "300 pA" in items and len(items) == 14
+    assert w.milling.current.currentText() == "3 nA" and w.milling.current.isEnabled()
+
+    ion = {"voltage_v": 30e3, "current_a": 1e-10, "currents_a": [2e-8, 5e-11, 1e-9]}  # as a system file lists
+    w.connect_microscope({"beams": {"ion": ion}, "simulator": {"seed": 0}})
+    qtbot.waitUntil(lambda: not w.busy and w.milling.current.count() == 3, timeout=30_000)
+    assert [w.milling.current.itemText(i) for i in range(3)] == ["50 pA", "1 nA", "20 nA"]
+    w.milling.current.setCurrentText("20 nA")
+    _acquire(w, qtbot, "ion")
+    _draw_on_lamella(w)
+    _, settings, _ = w.milling.read_patterns()
+    assert settings.current == pytest.approx(2e-8)

@@ -2,14 +2,18 @@
 
 A thin view over :mod:`napari_fibsem.core.microscope`. Every instrument call runs in a worker
 thread (a real stage move takes seconds) and the buttons are disabled meanwhile; the result comes
-back to the UI thread, followed by a fresh stage readout read in the same worker. While connected
-and idle, a timer re-reads the stage every 2 s (optional), also in a worker.
+back to the UI thread, after a fresh stage readout read in the same worker. While connected and
+idle, a timer re-reads the stage every 2 s (optional), also in a worker. Failures show in the
+dock's status line and as napari notifications.
 
-Images go into one layer per beam (``layer_name``) scaled by their pixel size, so world units are
-metres; with both beams acquired the ion image sits to the right of the electron image. Milling
-patterns are drawn in a Shapes layer on the ion image (``_milling_panel``). Double-clicking an
-image moves the stage so the clicked point comes to the centre (``stable_move``). A move the core
-refuses as too large asks the person and is retried with ``confirm=True`` only if they agree.
+Images go into one layer per beam (``_microscope_layers``), scaled to metres, the ion image to the
+right of the electron image. Every stage readout is compared with the stage position each image
+was taken at: an image taken before the stage moved is marked stale (layer name and a warning in
+the dock) and milling refuses a stale ion image. Milling patterns are drawn in a Shapes layer on
+the ion image (``_milling_panel``). Double-clicking an image moves the stage so the clicked point
+comes to the centre (``stable_move``) and re-acquires that image, and the other beam's too when
+both beam layers are shown. A move the core refuses as too large asks the person and is retried
+with ``confirm=True`` only if they agree.
 """
 
 from __future__ import annotations
@@ -20,7 +24,7 @@ from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
+from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QCheckBox,
@@ -50,7 +54,15 @@ from napari_fibsem.core.microscope import (
     connect,
 )
 from napari_fibsem.widgets._common import start_worker
-from napari_fibsem.widgets._milling_panel import MillingPanel, metre_units
+from napari_fibsem.widgets._microscope_layers import (
+    BEAMS,
+    beam_layer,
+    layer_name,
+    mark_stale,
+    settings_of,
+    show_image,
+)
+from napari_fibsem.widgets._milling_panel import MillingPanel
 
 if TYPE_CHECKING:
     import napari
@@ -58,11 +70,8 @@ if TYPE_CHECKING:
 
 BOTH = "both"
 STAGE_REFRESH_MS = 2000
-_GAP = 0.05  # the ion image sits this fraction of the electron image's width to its right
-
-
-def layer_name(beam: str) -> str:
-    return f"{beam} beam"
+__all__ = ["MicroscopeWidget", "layer_name"]
+_NOTIFY = {"info": show_info, "warning": show_warning, "error": show_error}
 
 
 class MicroscopeWidget(QWidget):
@@ -77,6 +86,8 @@ class MicroscopeWidget(QWidget):
         self.task: str | None = None  # what the running worker does ("milling", ...)
         self._calls = 0  # instrument calls started; a stage readout older than the last is dropped
         self._reading_stage = False
+        self.stage: StagePosition | MicroscopeError | None = None  # the latest stage readout
+        self.stale: dict[str, str] = {}  # beam -> why its image no longer shows what is under it
         self.ask_confirmation: Callable[[str], bool] = self._ask
 
         self.connect_button = QPushButton("Connect simulator")
@@ -90,6 +101,10 @@ class MicroscopeWidget(QWidget):
         self.height = QSpinBox(minimum=64, maximum=4096, value=1024, singleStep=128)
         self.acquire_button = QPushButton("Acquire")
         self.acquire_button.clicked.connect(lambda: self.acquire())
+        self.stale_label = QLabel()
+        self.stale_label.setWordWrap(True)
+        self.stale_label.setStyleSheet("color: #ffa629; font-weight: bold")
+        self.stale_label.hide()
         self.dx = QDoubleSpinBox(decimals=2, minimum=-5000, maximum=5000, suffix=" µm")
         self.dy = QDoubleSpinBox(decimals=2, minimum=-5000, maximum=5000, suffix=" µm")
         self.move_button = QPushButton("Move stage by (dx, dy)")
@@ -128,6 +143,7 @@ class MicroscopeWidget(QWidget):
         form.addRow("Resolution", size)
         layout.addLayout(form)
         layout.addWidget(self.acquire_button)
+        layout.addWidget(self.stale_label)
         move = QFormLayout()
         move.addRow("dx (+ right)", self.dx)
         move.addRow("dy (+ up)", self.dy)
@@ -135,7 +151,7 @@ class MicroscopeWidget(QWidget):
         layout.addWidget(self.move_button)
         layout.addWidget(self.stage_label)
         layout.addWidget(self.live_stage)
-        box = QGroupBox("Milling (draw in the 'milling patterns' layer on the ion image)")
+        box = QGroupBox("Milling (draw in 'milling patterns' on the ion image)")
         QVBoxLayout(box).addWidget(self.milling)
         layout.addWidget(box)
         row = QHBoxLayout()
@@ -163,31 +179,42 @@ class MicroscopeWidget(QWidget):
             self._worker = None
             self.task = None
             result, error, stage = outcome
+            self._set_stage(stage)
             self._update_buttons()
-            if isinstance(error, ConfirmationRequired) and self.ask_confirmation(str(error)):
-                self._run(what, partial(call, confirm=True), done)  # only moves ask, and they take confirm
-                return
-            if error is not None:
-                self.status.setText(f"{what} failed: {error}")
+            if isinstance(error, ConfirmationRequired):
+                if self.ask_confirmation(str(error)):
+                    self._run(what, partial(call, confirm=True), done)  # only moves ask; they take confirm
+                else:
+                    self.tell(f"{what} cancelled: you answered No, nothing moved", "info")
+            elif error is not None:
+                self.tell(f"{what} failed: {error}", "error")
             else:
                 done(result)
-                self._show_stage(stage)
+                self._update_buttons()
 
         def guarded() -> tuple[Any, BaseException | None, Any]:
-            """The call, then the stage readout, both in the worker: the UI thread never waits on the instrument."""
+            """The call, then the stage readout, both in the worker (the UI thread never waits on
+            the instrument); the stage is read after a failure too: a failed move may have moved."""
             try:
-                result = call()
+                result, error = call(), None
             except (MicroscopeError, ValueError, OSError) as e:
-                return None, e, None
+                result, error = None, e
             m = result if isinstance(result, Microscope) else self.microscope
             try:
                 stage = m.get_stage_position() if m is not None else None
             except MicroscopeError as e:
                 stage = e
-            return result, None, stage
+            return result, error, stage
 
         self._worker = start_worker(guarded, on_returned=finish, owner=self)
         self._update_buttons()
+
+    def tell(self, text: str, level: str | None = None) -> None:
+        """Show ``text`` in the status line and, with a ``level`` (info, warning, error), as a napari
+        notification too."""
+        self.status.setText(text)
+        if level is not None:
+            _NOTIFY[level](text)
 
     def refresh_stage(self) -> None:
         """Re-read the stage in a worker (the timer calls this); only while connected and idle,
@@ -207,7 +234,7 @@ class MicroscopeWidget(QWidget):
         def shown(s: StagePosition | MicroscopeError | None) -> None:
             self._reading_stage = False
             if not self.busy and calls == self._calls and m is self.microscope:
-                self._show_stage(s)
+                self._set_stage(s)
 
         start_worker(read, on_returned=shown, on_errored=lambda _e: shown(None), owner=self)
 
@@ -232,6 +259,7 @@ class MicroscopeWidget(QWidget):
     def connect_microscope(self, config: Path | dict | None) -> None:
         def done(m: Microscope) -> None:
             self.microscope = m
+            self.milling.set_currents(m.config.preset_currents("ion"))
             self.status.setText(f"connected: {m.config.manufacturer}")
             self._live_toggled(self.live_stage.isChecked())
 
@@ -249,81 +277,47 @@ class MicroscopeWidget(QWidget):
     def settings_like(self, image) -> ImageSettings:
         """Settings that acquire ``image`` again (from its metadata; else the form's, in its beam)."""
         beam = BeamType.of(image.metadata.beam_type)
-        return _settings_of(image) or dataclasses.replace(self.image_settings(), beam=beam)
+        return settings_of(image) or dataclasses.replace(self.image_settings(), beam=beam)
 
     def acquire(self, settings: ImageSettings | None = None, beams: str | None = None) -> None:
         """Acquire in ``settings.beam``, or in ``beams`` ("electron", "ion", "both"; default the
         beam chosen in the form); both beams are acquired one after the other in one worker."""
         if self.microscope is None:
             return
-        m = self.microscope
         if settings is None:
             choice = beams or self.beam.currentText()
             kinds = list(BeamType) if choice == BOTH else [BeamType.of(choice)]
             base = dataclasses.replace(self.image_settings(), beam=kinds[0])
-            wanted = [dataclasses.replace(base, beam=b) for b in kinds]
+            self._acquire_each([dataclasses.replace(base, beam=b) for b in kinds])
         else:
-            wanted = [settings]
+            self._acquire_each([settings])
+
+    def _acquire_each(
+        self, wanted: list[ImageSettings], prefix: str = "", then: Callable[[], None] | None = None
+    ) -> None:
+        m = self.microscope
 
         def done(images: list) -> None:
             for image in images:
                 self.show_image(image)
-            self.status.setText(
-                "acquired "
-                + ", ".join(
-                    f"{i.metadata.beam_type} image ({i.metadata.pixel_size * 1e9:.1f} nm/px)" for i in images
-                )
+            taken = ", ".join(
+                f"{i.metadata.beam_type} image ({i.metadata.pixel_size * 1e9:.1f} nm/px)" for i in images
             )
+            self.status.setText(f"{prefix}acquired {taken}")
+            if then is not None:
+                then()
 
         self._run("acquiring", lambda: [m.acquire_image(s) for s in wanted], done)
 
     def show_image(self, image) -> Any:
         """Put ``image`` into its beam's layer, scaled to metres; the ion image carries the patterns."""
-        beam = image.metadata.beam_type
-        name, ps = layer_name(beam), float(image.metadata.pixel_size)
-        layers = self.viewer.layers
-        regrid = name not in layers  # a new layer, or a new size or pixel size: reset the view
-        if regrid:
-            layer = self.viewer.add_image(
-                image.data,
-                name=name,
-                scale=(ps, ps),
-                metadata={"fibsem_image": image},
-                colormap="gray",
-                **metre_units(),
-            )
-            layer.mouse_double_click_callbacks.append(self._on_double_click)
-            _show_scale_bar(self.viewer)
-        else:
-            layer = layers[name]
-            regrid = layer.data.shape != image.data.shape or not np.allclose(
-                layer.scale[-2:], ps, rtol=1e-9, atol=0
-            )
-            layer.data = image.data
-            layer.scale = (ps, ps)
-            layer.metadata["fibsem_image"] = image
-        moved = self._arrange()
-        if beam == BeamType.ION.value:
+        layer, reset = show_image(self.viewer, image, self._on_double_click)
+        if image.metadata.beam_type == BeamType.ION.value:
             self.milling.attach(layer)
-        if regrid or moved:
+        self._refresh_stale()
+        if reset:
             self.viewer.reset_view()
         return layer
-
-    def _arrange(self) -> bool:
-        """Put the ion image to the right of the electron image (when both exist); True if it moved."""
-        layers = self.viewer.layers
-        e, i = layer_name("electron"), layer_name("ion")
-        if i not in layers:
-            return False
-        ion = layers[i]
-        x = 0.0
-        if e in layers:
-            el = layers[e]
-            x = float(el.translate[-1] + el.data.shape[-1] * el.scale[-1] * (1 + _GAP))
-        if np.isclose(ion.translate[-1], x, rtol=1e-9, atol=0.0):
-            return False
-        ion.translate = (0.0, x)
-        return True
 
     def _on_double_click(self, layer, event) -> None:
         position = layer.world_to_data(event.position)
@@ -336,17 +330,33 @@ class MicroscopeWidget(QWidget):
         self.centre_on(layer, position)
 
     def centre_on(self, layer, data_position) -> None:
-        """Stable-move so the pixel ``data_position`` (row, col) of ``layer``'s image comes to the centre."""
+        """Stable-move so the pixel ``data_position`` (row, col) of ``layer``'s image comes to the
+        centre, then re-acquire that image, and the other beam's when both beam layers are shown."""
         image = layer.metadata.get("fibsem_image")
         if self.microscope is None or image is None:
+            return
+        beam = image.metadata.beam_type
+        if beam in self.stale:  # its pixels no longer say where things are: the move would miss
+            self.tell(f"cannot centre: the {beam} image is stale ({self.stale[beam]}); acquire it again", "warning")
             return
         h, w = image.data.shape
         row, col = data_position[-2], data_position[-1]
         ps = image.metadata.pixel_size
         dx, dy = (col - (w - 1) / 2) * ps, -(row - (h - 1) / 2) * ps
-        settings = self.settings_like(image)
+        shown = [la for la in (beam_layer(self.viewer, b) for b in BEAMS) if la is not None and la.visible]
+        again = [self.settings_like(la.metadata["fibsem_image"]) for la in shown if la is not layer]
+        again = sorted([self.settings_like(image), *again], key=lambda s: BEAMS.index(s.beam.value))
         move = partial(self.microscope.stable_move, dx, dy, image.metadata.beam_type)
-        self._run("moving", move, lambda _pos: self.acquire(settings))
+        look = partial(self._look_at, layer)
+        self._run("moving", move, lambda _pos: self._acquire_each(again, "centred on the point; ", look))
+
+    def _look_at(self, layer) -> None:
+        """Centre the view on ``layer``'s image centre, where the double-clicked feature now is
+        (napari's own double-click zoomed in around the clicked point; the zoom is kept)."""
+        h, w = layer.data.shape[-2:]
+        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 keeps the camera there
+        camera = scene.camera if hasattr(scene, "camera") else self.viewer.camera
+        camera.center = tuple(layer.data_to_world(((h - 1) / 2, (w - 1) / 2))[-2:])
 
     def move_relative(self, dx: float, dy: float) -> None:
         if self.microscope is None:
@@ -375,17 +385,25 @@ class MicroscopeWidget(QWidget):
         restore = partial(self.microscope.set_state, self.states[index])
         self._run("restoring state", restore, lambda _s: self.status.setText(f"state {index + 1} restored"))
 
-    def _show_stage(self, s: StagePosition | MicroscopeError | None) -> None:
+    def _set_stage(self, s: StagePosition | MicroscopeError | None) -> None:
+        """A new stage readout: show it and mark the images taken elsewhere stale."""
         if s is None:
             return
+        self.stage = s
         if isinstance(s, MicroscopeError):
             self.stage_label.setText(f"stage: unknown ({s})")
-            return
-        self.stage_label.setText(
-            f"stage: x {s.x * 1e6:.2f} µm, y {s.y * 1e6:.2f} µm, z {s.z * 1e6:.2f} µm, "
-            f"r {s.r * 57.2958:.1f}°, t {s.t * 57.2958:.1f}°"
-        )
-        self._update_buttons()
+        else:
+            self.stage_label.setText(
+                f"stage: x {s.x * 1e6:.2f} µm, y {s.y * 1e6:.2f} µm, z {s.z * 1e6:.2f} µm, "
+                f"r {s.r * 57.2958:.1f}°, t {s.t * 57.2958:.1f}°"
+            )
+        self._refresh_stale()
+
+    def _refresh_stale(self) -> None:
+        self.stale = mark_stale(self.viewer, self.stage)
+        lines = [f"{beam} image stale: {why} — acquire again" for beam, why in self.stale.items()]
+        self.stale_label.setText("\n".join(lines))
+        self.stale_label.setVisible(bool(lines))
 
     def _update_buttons(self) -> None:
         on = self.microscope is not None and not self.busy
@@ -394,30 +412,3 @@ class MicroscopeWidget(QWidget):
         self.connect_button.setEnabled(not self.busy)
         self.config_button.setEnabled(not self.busy)
         self.milling.update_buttons()
-
-
-def _show_scale_bar(viewer: napari.viewer.Viewer) -> None:
-    """Show the scale bar in metres (napari >= 0.6 takes the unit from the layers)."""
-    overlays = getattr(getattr(viewer, "canvas", None), "overlays", None)
-    if overlays is not None and "scale_bar" in overlays:
-        bar = overlays["scale_bar"]
-    else:
-        bar = viewer.scale_bar
-        if not metre_units():
-            bar.unit = "m"
-    bar.visible = True
-
-
-def _settings_of(image) -> ImageSettings | None:
-    from napari_fibsem.core.microscope import from_dict
-
-    data = (image.metadata.extra or {}).get("image_settings")
-    if not data:
-        return None
-    try:
-        settings = from_dict(ImageSettings, data)
-    except (TypeError, ValueError):
-        return None
-    return ImageSettings(
-        settings.resolution, settings.dwell_time, settings.hfw, settings.beam, settings.autocontrast
-    )

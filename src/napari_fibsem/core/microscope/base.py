@@ -408,7 +408,11 @@ class Microscope(InstrumentHooks):
         patterns = list(patterns)
 
         def run() -> MillingResult:
-            t0 = time.monotonic()
+            t0, c0 = time.monotonic(), self._simulated_clock()
+
+            def simulated() -> float | None:  # a simulator's duration so far, next to the real one
+                return None if c0 is None else self._simulated_clock() - c0
+
             estimate = self.estimate_milling_time(patterns)
             total = self._start_milling(patterns, self._milling)
             done = 0
@@ -416,15 +420,16 @@ class Microscope(InstrumentHooks):
                 while done < total:
                     if stop is not None and stop.is_set():
                         self._stop_milling()
-                        return MillingResult(False, done, total, time.monotonic() - t0)
+                        return MillingResult(False, done, total, time.monotonic() - t0, simulated())
                     done, total, index = self._mill_step()
                     if on_progress is not None:
                         remaining = estimate * (1 - done / total) if total else 0.0
-                        on_progress(MillingProgress(done, total, index, time.monotonic() - t0, remaining))
+                        elapsed, sim = time.monotonic() - t0, simulated()
+                        on_progress(MillingProgress(done, total, index, elapsed, remaining, simulated_s=sim))
             except BaseException as e:
                 self._stop_after(e)
                 raise
-            return MillingResult(True, done, total, time.monotonic() - t0)
+            return MillingResult(True, done, total, time.monotonic() - t0, simulated())
 
         return self._op("run_milling", {"patterns": patterns, "settings": self._milling}, run)
 

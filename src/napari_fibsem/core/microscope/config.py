@@ -69,6 +69,12 @@ class StageLimits(_Model):
         return v
 
 
+FIB_CURRENTS_A: tuple[float, ...] = (
+    1e-12, 10e-12, 30e-12, 50e-12, 100e-12, 300e-12, 500e-12, 1e-9, 3e-9, 5e-9, 9e-9, 15e-9, 30e-9, 65e-9,
+)  # fmt: skip
+"""Typical 30 kV gallium FIB aperture currents (A), the ion beam's presets unless configured."""
+
+
 class BeamDefaults(_Model):
     voltage_v: float = Field(gt=0)
     current_a: float = Field(gt=0)
@@ -76,11 +82,19 @@ class BeamDefaults(_Model):
     working_distance_m: float = Field(default=4e-3, gt=0)
     dwell_time_s: float = Field(default=1e-6, gt=0)
     resolution: tuple[int, int] = (1536, 1024)  # (width, height)
+    currents_a: tuple[float, ...] = ()  # the column's preset currents (its apertures); () = not listed
+
+    @field_validator("currents_a")
+    @classmethod
+    def _presets(cls, v: tuple[float, ...]) -> tuple[float, ...]:
+        if any(not c > 0 for c in v):
+            raise ValueError(f"preset currents must be positive, got {list(v)}")
+        return tuple(sorted(set(v)))
 
 
 class Beams(_Model):
     electron: BeamDefaults = BeamDefaults(voltage_v=2e3, current_a=50e-12)
-    ion: BeamDefaults = BeamDefaults(voltage_v=30e3, current_a=300e-12)
+    ion: BeamDefaults = BeamDefaults(voltage_v=30e3, current_a=300e-12, currents_a=FIB_CURRENTS_A)
 
 
 class ColumnTilts(_Model):
@@ -177,6 +191,13 @@ class MicroscopeConfig(_Model):
     @property
     def reference_rotation(self) -> float:
         return math.radians(self.reference_rotation_deg)
+
+    def preset_currents(self, beam: str) -> tuple[float, ...]:
+        """The beam's preset currents (A), ascending; the ion beam falls back to :data:`FIB_CURRENTS_A`
+        when a file lists none (milling currents are chosen from these, as on the instrument)."""
+        name = str(getattr(beam, "value", beam))
+        listed = getattr(self.beams, name).currents_a
+        return listed or (FIB_CURRENTS_A if name == "ion" else ())
 
     def column_tilt(self, beam: str) -> float:
         return math.radians(getattr(self.column_tilt_deg, str(getattr(beam, "value", beam))))

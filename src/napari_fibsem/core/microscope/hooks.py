@@ -91,6 +91,10 @@ class InstrumentHooks(ABC):
     def _stop_milling(self) -> None:  # noqa: B027 (optional hook)
         """Stop milling now (also called after an error)."""
 
+    def _simulated_clock(self) -> float | None:
+        """Seconds on a simulated clock that milling advances (simulators); None on an instrument."""
+        return None
+
     def _read_chamber(self) -> ChamberState:
         raise NotSupportedError(f"{type(self).__name__} does not report the chamber state")
 

@@ -11,7 +11,9 @@ field width and resolution (``geometry``) and renders it with the synthetic-scen
 - the ground-truth class mask of every acquisition is kept (``last_mask(beam)``);
 - milling removes material where patterns were run (a trench appears, solid objects such as the
   lamella are trimmed), one band of the pattern per step from its top edge down, so a stopped run
-  leaves a partial trench; non-rectangular patterns mill their bounding box;
+  leaves a partial trench; non-rectangular patterns mill their bounding box; each step advances a
+  simulated clock (``simulated_time``) by its share of the pattern's estimated time, so a run
+  reports how long it would have taken on an instrument, not the milliseconds it took here;
 - the needle (manipulator) is drawn while inserted, offset by its position (z changes its height,
   which the tilted beam sees as vertical motion);
 - GIS ports (``simulator.gas_ports``) insert, heat (room temperature to 45 °C in
@@ -104,6 +106,7 @@ class SimulatedMicroscope(Microscope):
         self._contrast = {b: (1.0, 0.0) for b in BeamType}
         self._frames = 0
         self._milling_runs = 0
+        self.simulated_time = 0.0  # s of simulated milling since connecting (the simulated clock)
         self._job: dict | None = None
         self._link_up = False
         self._faults = [_Fault(f.kind, f.after, f.count) for f in self.sim.faults]
@@ -293,7 +296,8 @@ class SimulatedMicroscope(Microscope):
             boxes.append((sx0 / wps, -sy1 / wps, sx1 / wps, -sy0 / wps))
         self._milling_runs += 1
         n = self.sim.milling_steps
-        self._job = {"boxes": boxes, "step": 0, "total": n * len(boxes), "trenches": {}}
+        step_s = [self.estimate_milling_time([p], settings) / n for p in patterns]
+        self._job = {"boxes": boxes, "step": 0, "total": n * len(boxes), "trenches": {}, "step_s": step_s}
         return self._job["total"]
 
     def _mill_step(self) -> tuple[int, int, int]:
@@ -306,6 +310,7 @@ class SimulatedMicroscope(Microscope):
         i, frac = k // n, (k % n + 1) / n
         a0, b0, a1, b1 = job["boxes"][i]
         time.sleep(self.sim.delays.milling_step_s)
+        self.simulated_time += job["step_s"][i]
         band_bottom = b0 + frac * (b1 - b0)
         if band_bottom - b0 >= 0.5 and a1 - a0 >= 0.5:
             cut = edges_to_rect(a0, a1, b0, band_bottom)
@@ -322,6 +327,9 @@ class SimulatedMicroscope(Microscope):
 
     def _stop_milling(self) -> None:
         self._job = None
+
+    def _simulated_clock(self) -> float:
+        return self.simulated_time
 
     def _read_chamber(self) -> ChamberState:
         self._link()

@@ -263,6 +263,7 @@ class MillingProgress:
     elapsed: float  # s
     remaining: float  # s, estimated
     message: str = ""
+    simulated_s: float | None = None  # a simulator's clock since the start; None on an instrument
 
     @property
     def fraction(self) -> float:
@@ -271,12 +272,15 @@ class MillingProgress:
 
 @dataclass(frozen=True)
 class MillingResult:
-    """How a milling run ended: ``completed`` or stopped after ``steps_done`` of ``steps_total``."""
+    """How a milling run ended: ``completed`` or stopped after ``steps_done`` of ``steps_total``.
+    ``elapsed`` is wall-clock time; a simulator also reports the simulated duration (``simulated_s``),
+    the time the run would have taken on an instrument."""
 
     completed: bool
     steps_done: int
     steps_total: int
     elapsed: float  # s
+    simulated_s: float | None = None
 
 
 # -- generic (de)serialisation -----------------------------------------------------------------
