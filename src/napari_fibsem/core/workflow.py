@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import math
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -34,6 +34,10 @@ class ValidationRequest:
     detected: DetectedFeatures
     feature: str
     reason: str  # why a person is asked: "supervised", or the guard's finding
+    iteration: int = 1  # which step of the loop asks (1-based) ...
+    iterations: int = 1  # ... of at most this many
+    config: StepConfig | None = None  # the step's settings (what Accept will do)
+    class_map: Any = None  # the model's class map (the mask's class names and colours)
 
 
 @dataclass(frozen=True)
@@ -146,8 +150,10 @@ def run_step(
     validator: Validator = auto_accept,
     engine: Any = None,
     cancel: threading.Event | None = None,
+    iteration: int = 1,
+    iterations: int = 1,
 ) -> StepResult:
-    """One acquire -> detect -> validate -> move -> log cycle."""
+    """One acquire -> detect -> validate -> move -> log cycle (``iteration`` of ``iterations``)."""
     if cancel is not None and cancel.is_set():
         raise WorkflowCancelled("stopped before the step")
     image = microscope.acquire_image(config.image_settings)
@@ -160,7 +166,8 @@ def run_step(
             _log(engine, image, detected, None, config)
             return StepResult(config.name, "stop", offset, False, f"guard: {why}; not acting without a person",
                               image, detected, detected)  # fmt: skip
-        result = validator(ValidationRequest(config.name, image, detected, config.feature, why or "supervised"))
+        result = validator(ValidationRequest(config.name, image, detected, config.feature, why or "supervised",
+                                             iteration, iterations, config, getattr(model, "class_map", None)))  # fmt: skip
     final = result.features or detected
     _log(engine, image, detected, final, config, result.mask)
     if result.action != "accept":
@@ -195,6 +202,34 @@ def _log(engine, image, detected, final, config: StepConfig, mask=None) -> None:
                    corrected_mask=mask)  # fmt: skip
 
 
+def iter_align(
+    microscope: Any,
+    model: Any,
+    config: StepConfig,
+    validator: Validator = auto_accept,
+    engine: Any = None,
+    tolerance_m: float = 1e-6,
+    max_iterations: int = 3,
+    cancel: threading.Event | None = None,
+) -> Iterator[StepResult]:
+    """Run the step again and again, yielding each result, until the feature is within
+    ``tolerance_m`` of the centre, a step does not accept, or ``max_iterations`` moves were made.
+
+    Lazy: nothing happens until the next result is asked for, so a caller can report between steps.
+    """
+    n = max_iterations + 1
+    for i in range(n):
+        r = run_step(microscope, model, config, validator, engine, cancel, iteration=i + 1, iterations=n)
+        yield r
+        if ends_alignment(r, tolerance_m):
+            return
+
+
+def ends_alignment(r: StepResult, tolerance_m: float) -> bool:
+    """Whether the loop stops after ``r``: not accepted, nothing to act on, or already centred."""
+    return r.action != "accept" or r.offset_m is None or math.hypot(*r.offset_m) <= tolerance_m
+
+
 def align_feature(
     microscope: Any,
     model: Any,
@@ -208,11 +243,37 @@ def align_feature(
 ) -> list[StepResult]:
     """Repeat the step until the feature is within ``tolerance_m`` of the centre (or a stop)."""
     results: list[StepResult] = []
-    for _ in range(max_iterations + 1):
-        r = run_step(microscope, model, config, validator, engine, cancel)
+    for r in iter_align(microscope, model, config, validator, engine, tolerance_m, max_iterations, cancel):
         results.append(r)
         if on_step is not None:
             on_step(r)
-        if r.action != "accept" or r.offset_m is None or math.hypot(*r.offset_m) <= tolerance_m:
-            break
     return results
+
+
+def describe_accept(request: ValidationRequest, features: DetectedFeatures | None = None) -> str:
+    """What Accept will do with ``features`` (default: as detected), in the person's words.
+
+    E.g. "Accept moves the stage 8.8 µm right, 4.7 µm down in the electron beam (iteration 1 of
+    at most 4)"; the same guard as :func:`run_step` decides, so the sentence never promises a move
+    the step would refuse.
+    """
+    config = request.config or StepConfig(feature=request.feature)
+    features = features or request.detected
+    of = f" (iteration {request.iteration} of at most {request.iterations})" if request.iterations > 1 else ""
+    offset, why = _guard(features, config)
+    if offset is None:
+        return f"{config.feature} is not placed: add it where it is. Accept now stops the run without moving{of}"
+    if why:
+        return f"Accept does not move: {why}; drag {config.feature} or Skip{of}"
+    if config.move == "none":
+        return f"Accept records the points; nothing moves{of}"
+    dx, dy = offset if config.move == "stable" else (-offset[0], -offset[1])
+    what = "the stage" if config.move == "stable" else "the needle"
+    return f"Accept moves {what} {_in_words(dx, dy)} in the {config.beam} beam{of}"
+
+
+def _in_words(dx: float, dy: float) -> str:
+    """A move in micrometres as the person reads it: "8.8 µm right, 4.7 µm down" (+y is up)."""
+    parts = [f"{abs(v) * 1e6:.1f} µm {(pos if v > 0 else neg)}"
+             for v, pos, neg in ((dx, "right", "left"), (dy, "up", "down")) if abs(v) >= 0.05e-6]  # fmt: skip
+    return ", ".join(parts) or "by less than 0.1 µm"
