@@ -27,9 +27,6 @@ def _rows(path):
 @pytest.fixture
 def random_bundle(tmp_path):
     """A random-weight U-Net bundle: it finds little, which the table must show as misses."""
-    from napari_fibsem.widgets._llvm_guard import preload_triton
-
-    preload_triton()  # the viewer's software GL may be loaded: see _llvm_guard
     from napari_fibsem.core.models import create_model, save_bundle
 
     model = create_model("Unet", "resnet18", device="cpu", encoder_depth=3, decoder_channels=(32, 16, 8))

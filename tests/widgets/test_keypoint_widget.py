@@ -124,9 +124,6 @@ def test_prefill_from_labels_then_correct(widget, folder, qtbot):
 
 
 def test_prefill_from_a_model_runs_in_a_worker(widget, folder, qtbot, tmp_path):
-    from napari_fibsem.widgets._llvm_guard import preload_triton
-
-    preload_triton()  # the viewer's software GL is loaded: see _llvm_guard
     from napari_fibsem.core.models import create_model, save_bundle
 
     model = create_model("Unet", "resnet18", device="cpu", encoder_depth=3, decoder_channels=(32, 16, 8))

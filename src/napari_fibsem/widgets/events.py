@@ -58,9 +58,6 @@ class _Relay(QObject):
 
 
 def _load(path: Path) -> EventModel:
-    from napari_fibsem.widgets._llvm_guard import preload_triton
-
-    preload_triton()  # before torch loads it: see _llvm_guard
     from napari_fibsem.core.events.model import load_event_bundle
 
     return load_event_bundle(path)

@@ -33,7 +33,6 @@ from napari_fibsem._layer_meta import opened_folder
 from napari_fibsem.core.training.config import ConfigError, TrainingConfig
 from napari_fibsem.core.training.progress import Progress, StopFlag, TrainingResult
 from napari_fibsem.widgets._common import VerticalScroll, start_worker
-from napari_fibsem.widgets._llvm_guard import preload_triton
 from napari_fibsem.widgets._plot import EpochPlot
 from napari_fibsem.widgets._training_form import TrainingForm, label_problems
 
@@ -66,7 +65,6 @@ def run_training(config: TrainingConfig, relay: _Relay, should_stop: StopFlag) -
     Errors a user can act on (bad data, a busy save folder, a diverging loss, a missing optional
     package) come back as ``RunOutcome.error``; anything else is a bug and propagates.
     """
-    preload_triton()  # before torch/smp load it: see _llvm_guard
     from napari_fibsem.core.training.loop import Trainer
     from napari_fibsem.core.training.progress import TrainingError
 
