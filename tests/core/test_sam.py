@@ -116,6 +116,25 @@ def test_load_detects_type_and_keeps_identity(tmp_path, vit_t):
     loaded = load_sam(path, device="cpu")  # no model_type: recognised from the weights
     assert loaded.model_type == "vit_t" and loaded.checkpoint == path
     assert loaded.identity == vit_t.identity  # same weights -> same cache entries
+    # built without random draws (the file overwrites them): every parameter and buffer, the
+    # buffers computed from the weights included, equals the model that was saved
+    buffers = dict(vit_t.model.named_buffers())
+    assert all(torch.equal(buffers[k], b) for k, b in loaded.model.named_buffers())
+    init = torch.nn.init.trunc_normal_
+    assert torch.nn.init.trunc_normal_ is init  # the initialisers are back after the build
+
+
+def test_building_for_a_checkpoint_skips_the_random_draws():
+    from napari_fibsem.core._sam_models import build_sam
+
+    init = torch.nn.init.trunc_normal_
+    torch.manual_seed(0)
+    skipped = build_sam("vit_t", random_init=False).state_dict()
+    torch.manual_seed(0)
+    drawn = build_sam("vit_t").state_dict()
+    assert skipped.keys() == drawn.keys() and torch.nn.init.trunc_normal_ is init
+    name = "image_encoder.layers.1.blocks.0.mlp.fc1.weight"  # timm's truncated normal
+    assert not torch.equal(skipped[name], drawn[name])  # the seeded draw did not happen
 
 
 def test_detect_model_type_from_vit_width():
@@ -267,7 +286,10 @@ def test_cancel_drops_pending_jobs(vit_t):
 def test_point_prompt_matches_sam_predictor(vit_t, shared):
     service, emb = shared
     points, labels = [(64.0, 60.0)], [1]
+    cold = service.predict(emb, points, labels)
+    service.warm_up(emb)  # a throwaway decode leaves nothing behind
     result = service.predict(emb, points, labels)
+    assert np.array_equal(result.mask, cold.mask) and np.array_equal(result.low_res_logits, cold.low_res_logits)
     assert result.mask.shape == SHAPE and result.mask.dtype == bool
     assert result.low_res_logits.shape == (256, 256)
     ref_masks, ref_scores, ref_low = _reference(vit_t, emb, point_coords=np.array(points), point_labels=np.array(labels),

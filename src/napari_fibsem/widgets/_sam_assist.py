@@ -153,6 +153,7 @@ class SamAssist(QGroupBox):
             t0 = time.perf_counter()
             try:
                 emb = service.embed(data)
+                service.warm_up(emb)  # so the first click is as quick as the next ones
             finally:  # reading the neighbours is file I/O: it stays in the worker too
                 _prefetch(service, neighbours)
             return emb, f"{time.perf_counter() - t0:.1f} s"
