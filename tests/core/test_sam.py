@@ -124,17 +124,19 @@ def test_load_detects_type_and_keeps_identity(tmp_path, vit_t):
     assert torch.nn.init.trunc_normal_ is init  # the initialisers are back after the build
 
 
-def test_building_for_a_checkpoint_skips_the_random_draws():
+def test_building_for_a_checkpoint_skips_the_random_draws(monkeypatch):
+    import timm.layers.weight_init as timm_init
+
     from napari_fibsem.core._sam_models import build_sam
 
+    calls = []
+    real = timm_init._trunc_normal_
+    monkeypatch.setattr(timm_init, "_trunc_normal_", lambda *a, **k: calls.append(1) or real(*a, **k))
     init = torch.nn.init.trunc_normal_
-    torch.manual_seed(0)
     skipped = build_sam("vit_t", random_init=False).state_dict()
-    torch.manual_seed(0)
+    assert calls == [] and torch.nn.init.trunc_normal_ is init  # no draws; initialisers put back
     drawn = build_sam("vit_t").state_dict()
-    assert skipped.keys() == drawn.keys() and torch.nn.init.trunc_normal_ is init
-    name = "image_encoder.layers.1.blocks.0.mlp.fc1.weight"  # timm's truncated normal
-    assert not torch.equal(skipped[name], drawn[name])  # the seeded draw did not happen
+    assert len(calls) > 10 and skipped.keys() == drawn.keys()  # timm's draws: what the skip saves
 
 
 def test_detect_model_type_from_vit_width():
