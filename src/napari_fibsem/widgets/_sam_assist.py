@@ -106,17 +106,19 @@ class SamAssist(QGroupBox):
 
         def work():
             t0 = time.perf_counter()
-            yield f"loading torch and the SAM package for {name} (once per napari session)…"
+            yield "loading torch (once per napari session)…"
+            import torch  # noqa: F401
+
             from napari_fibsem.core.sam import SamService, load_sam
 
             t1 = time.perf_counter()
-            yield f"reading {name} and building the model…"
+            yield f"reading {name} and building the model (the SAM package loads the first time)…"
             try:
                 model = load_sam(checkpoint, kind)
             except (OSError, ValueError, ImportError) as e:
                 return None, str(e)
             t2 = time.perf_counter()
-            return SamService(model), f"loaded in {t2 - t0:.1f} s (imports {t1 - t0:.1f} s)"
+            return SamService(model), f"loaded in {t2 - t0:.1f} s (torch {t1 - t0:.1f} s, SAM package and model {t2 - t1:.1f} s)"
 
         def done(result) -> None:
             service, text = result
