@@ -46,23 +46,33 @@ def test_check_reports_bad_labels(tmp_path):
 
 
 def test_demo_headless(tmp_path):
-    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "5", "--size", "64x96", "--epochs", "2",
-              "--loop-scenes", "8", "--loop-epochs", "1", "--no-viewer")  # fmt: skip
+    out = run("demo", "--out", str(tmp_path / "demo"), "--n", "5", "--size", "64x96", "--epochs", "2", "--unseen", "2",
+              "--loop-scenes", "8", "--loop-epochs", "1", "--event-movies", "5", "--event-epochs", "1",
+              "--no-viewer")  # fmt: skip
     assert "demo outputs in" in out.stdout and "labels valid" in out.stdout
     assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 5
     # trained, then predicted and scored scenes it never saw
-    assert (tmp_path / "demo" / "run" / "best.pt").is_file() and "3. trained U-Net resnet18 for 2 epochs" in out.stdout
+    assert (tmp_path / "demo" / "run" / "last.pt").is_file() and "3. trained U-Net resnet18 for 2 epochs" in out.stdout
     unseen = sorted(p.name for p in (tmp_path / "demo" / "unseen").glob("*.tif"))
     assert len(unseen) == 2 and sorted(p.name for p in (tmp_path / "demo" / "unseen_predicted").glob("*.tif")) == unseen
-    assert "4. predicted 2 unseen scenes: wrote 2 label file(s)" in out.stdout
+    assert "4. predicted 2 unseen scenes" in out.stdout and "wrote 2 label file(s)" in out.stdout
     assert "mean foreground IoU" in out.stdout
     # the closed loop runs to its report even with a barely trained model (1 epoch, 8 images)
     loop = tmp_path / "demo" / "closed_loop"
     assert "6. closed loop: 8 simulator images" in out.stdout and "8b. supervised: lamella" in out.stdout
     assert (loop / "report.md").is_file() and (loop / "engine" / "detections.csv").is_file()
+    # the event pipeline, synth to predict, with the test scores of performance.yaml
+    events = tmp_path / "demo" / "events"
+    assert "10. events synth: wrote 5 synthetic movies" in out.stdout and "13. events set: train" in out.stdout
+    assert "14. events train: 1 epochs" in out.stdout and "F1" in out.stdout and "chance" in out.stdout
+    assert (events / "run" / "best.pt").is_file() and (events / "run" / "performance.yaml").is_file()
+    assert "15. events predict on a new movie" in out.stdout and len(list((events / "predicted").glob("*_events.csv"))) == 1
+    # each part timed, and the whole
+    for part in ("[part 1, segmentation: ", "[part 2, closed loop: ", "[part 3, events: ", "[demo total: "):
+        assert part in out.stdout
     run("demo", "--out", str(tmp_path / "demo"), "--n", "1", "--size", "64x96", "--epochs", "0", "--loop-epochs", "0",
-        "--no-viewer")  # re-run replaces  # fmt: skip
-    assert not (tmp_path / "demo" / "run").exists() and not loop.exists()
+        "--event-movies", "5", "--event-epochs", "0", "--no-viewer")  # re-run replaces  # fmt: skip
+    assert not (tmp_path / "demo" / "run").exists() and not loop.exists() and not (events / "run").exists()
     assert len(list((tmp_path / "demo" / "dataset").glob("*.tif"))) == 1
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "thesis.tex").write_text("x")
@@ -126,6 +136,21 @@ def test_events_extract(tmp_path):
     assert "expected key=value" in bad.stderr
     bad = run("events", "extract", str(tmp_path / "nothing"), "--out", str(tmp_path / "ev2"), ok=False)
     assert "not a folder" in bad.stderr
+
+
+def test_events_synth_then_extract(tmp_path):
+    out = run("events", "synth", "--out", str(tmp_path / "raw"), "--n", "3", "--size", "64x80", "--frames", "12",
+              "--events", "2", "--seed", "4")  # fmt: skip
+    assert "wrote 3 synthetic movies (12 frames of 64x80) in 2 dataset(s) with 6 annotated split events" in out.stdout
+    assert "next: napari-fibsem events extract" in out.stdout
+    assert sorted(p.relative_to(tmp_path / "raw").as_posix() for p in (tmp_path / "raw").rglob("*.*")) == [
+        "day1/cell_000.csv", "day1/cell_000.ome.tif", "day1/cell_002.csv", "day1/cell_002.ome.tif",
+        "day1/db_manual.yaml", "day2/cell_001.csv", "day2/cell_001.ome.tif", "day2/db_manual.yaml", "db_manual.yaml",
+    ]  # fmt: skip
+    out = run("events", "extract", str(tmp_path / "raw"), "--out", str(tmp_path / "ev"), "--size", "32")
+    assert "from 3 movie(s) in 2 dataset(s)" in out.stdout and len(list((tmp_path / "ev").glob("day*/*/event.yaml"))) >= 5
+    bad = run("events", "synth", "--out", str(tmp_path / "raw"), "--n", "1", ok=False)
+    assert "exists and is not empty" in bad.stderr
 
 
 def test_engine_summary_and_export(tmp_path):

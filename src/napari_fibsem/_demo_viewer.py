@@ -19,7 +19,8 @@ def open_demo(dataset: Path, model: Path | None, viewer: Any = None) -> Any:
 
     viewer = viewer or napari.Viewer(title="napari-fibsem demo")
     viewer.window.add_plugin_dock_widget(PLUGIN, "Getting started")
-    _, labelling = viewer.window.add_plugin_dock_widget(PLUGIN, "Label segmentation")
+    dock, labelling = viewer.window.add_plugin_dock_widget(PLUGIN, "Label segmentation", tabify=True)
+    dock.raise_()  # the labelling tab in front; Getting started one click away
     labelling.open_folder(dataset)
     if model is not None and Path(model).is_file():
         labelling.proposals.set_checkpoint(model)

@@ -2,7 +2,8 @@
 
 The reader stores, under ``layer.metadata["napari_fibsem"]``, the folder, the file of each stack
 slice and its original size (the writer, the file-name overlay and the docks' "use the opened
-folder" buttons all read it from here).
+folder" buttons all read it from here). A dock showing one image of a folder records the same
+``folder`` with ``"dock": NAME``, so the other docks find the folder being worked on.
 """
 
 from __future__ import annotations

@@ -97,8 +97,8 @@ def retire_reader_layers(viewer: Any, folder: Path) -> str:
     removed, hidden = [], []
     for layer in list(viewer.layers):
         source = reader_meta(layer).get("folder")
-        if not source or Path(source).resolve() != Path(folder).resolve():
-            continue
+        if not source or reader_meta(layer).get("dock") or Path(source).resolve() != Path(folder).resolve():
+            continue  # not the folder's stack, or a dock's own layer
         if layer._type_string == "labels" and reader_meta(layer).get("edited"):
             layer.visible = False
             hidden.append(layer.name)

@@ -175,29 +175,48 @@ def view(
 @app.command()
 def demo(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for the demo's outputs (replaced on each run).")] = Path("outputs/demo"),
-    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic training scenes.")] = 12,
-    size: Annotated[str, typer.Option(help="Image size HEIGHTxWIDTH.")] = "1024x1536",
-    epochs: Annotated[int, typer.Option(min=0, help="Training epochs (0: skip training and prediction).")] = 6,
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of synthetic training scenes.")] = 60,
+    size: Annotated[str, typer.Option(help="Image size HEIGHTxWIDTH.")] = "512x768",
+    epochs: Annotated[int, typer.Option(min=0, help="Training epochs (0: skip training and prediction).")] = 44,
+    unseen: Annotated[int, typer.Option(min=1, help="Unseen scenes (another seed) the trained model is scored on.")] = 24,
     loop_scenes: Annotated[int, typer.Option(min=4, help="Simulator images to train the closed loop's model on.")] = 48,
     loop_epochs: Annotated[int, typer.Option(min=0, help="Epochs for the closed loop's model (0: skip the closed loop).")] = 5,
+    event_movies: Annotated[int, typer.Option(min=5, help="Synthetic movies for the event pipeline.")] = 16,
+    event_epochs: Annotated[int, typer.Option(min=0, help="Epochs for the event model (0: stop the event part after `events set`).")] = 24,
     viewer: Annotated[bool, typer.Option("--viewer/--no-viewer", help="Open napari when a display exists.")] = True,
 ) -> None:
-    """The end-to-end demo on synthetic data: dataset, training, prediction on unseen scenes, scores,
-    then the closed alignment loop on the simulator with a trained model and its report; opens napari
-    on the result when a display exists."""
+    """The end-to-end demo on synthetic data, each part timed: dataset, training, prediction on unseen
+    scenes and their scores; the closed alignment loop on the simulator with a trained model and its
+    report; the event pipeline (synth, extract, index, set, train, predict) with its test F1. Opens
+    napari on the result when a display exists."""
     from napari_fibsem.core.training.progress import TrainingError
     from napari_fibsem.demo import run_demo
 
     try:
-        result = run_demo(out, n=n, size=_parse_size(size), epochs=epochs, write=typer.echo,
-                          loop_scenes=loop_scenes, loop_epochs=loop_epochs)  # fmt: skip
+        result = run_demo(out, n=n, size=_parse_size(size), epochs=epochs, write=typer.echo, loop_scenes=loop_scenes,
+                          loop_epochs=loop_epochs, event_movies=event_movies, event_epochs=event_epochs,
+                          unseen=unseen)  # fmt: skip
     except (ValueError, TrainingError) as e:
         _fail(str(e))
     typer.echo(f"demo outputs in {result.out.resolve()}")
+    for what, path in (("labelled dataset", result.dataset), ("its model (for proposals)", result.model),
+                       ("closed-loop report", result.loop_report), ("event model", result.event_model)):  # fmt: skip
+        if path is not None and Path(path).exists():
+            typer.echo(f"  {what}: {Path(path).resolve()}")
     if viewer and _has_display():
-        view([p for p in (result.dataset, result.test) if p.is_dir()])
+        try:
+            import napari
+
+            from napari_fibsem._demo_viewer import open_demo
+        except ImportError:
+            _fail("napari is not installed: pip install 'napari-fibsem[napari]'")
+        open_demo(result.dataset, result.model)
+        typer.echo("napari: Getting started shows the workflow; Label segmentation is open on the dataset "
+                   "with the model ready ('Propose for this image')")  # fmt: skip
+        napari.run()
     else:
-        typer.echo("no display (or --no-viewer): outputs are listed above; open them with `napari-fibsem view`")
+        typer.echo("no display (or --no-viewer): in napari, Plugins > napari-fibsem > Getting started; "
+                   f"or `napari-fibsem view {result.dataset}`")  # fmt: skip
 
 
 def _has_display() -> bool:
@@ -467,6 +486,28 @@ events_app = typer.Typer(help="Event pipeline: annotated movies -> event crops (
                           no_args_is_help=True)  # fmt: skip
 app.add_typer(events_app, name="events")
 _CATALOGUE_URI_HELP = "Catalogue: sqlite:///path or mongodb://host/db (default: events.sqlite in ROOT)."
+
+
+@events_app.command("synth")
+def events_synth(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to create (must not exist or be empty): dataset folders inside.")],
+    n: Annotated[int, typer.Option("--n", min=1, help="Number of movies.")] = 12,
+    seed: Annotated[int, typer.Option(help="Random seed; the same seed gives the same movies.")] = 0,
+    frames: Annotated[int, typer.Option(min=8, help="Frames per movie.")] = 24,
+    size: Annotated[str, typer.Option(help="Frame size HEIGHTxWIDTH.")] = "128x160",
+    events: Annotated[int, typer.Option(min=0, help="Split events (annotated) per movie.")] = 3,
+    datasets: Annotated[int, typer.Option(min=1, help="Dataset folders (day1, day2 ...) the movies are dealt to.")] = 2,
+) -> None:
+    """Write synthetic movies with napari point CSVs and db_manual.yaml metadata: input for `events extract`."""
+    from napari_fibsem.core.events.synthetic_dataset import write_event_movies
+
+    try:
+        summary = write_event_movies(out, n=n, seed=seed, frames=frames, size=_parse_size(size), events=events,
+                                     datasets=datasets)  # fmt: skip
+    except (FileExistsError, ValueError) as e:
+        _fail(str(e))
+    typer.echo(summary)
+    typer.echo(f"next: napari-fibsem events extract {out} --out EVENTS_ROOT --size 32 --negatives 12")
 
 
 @events_app.command("extract")

@@ -23,7 +23,7 @@ from napari_fibsem.demo import run_demo
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = tmp_path_factory.mktemp("loop") / "demo"
-    return run_demo(out, n=1, size=(64, 96), epochs=0, loop_scenes=48, loop_epochs=5)
+    return run_demo(out, n=1, size=(64, 96), epochs=0, loop_scenes=48, loop_epochs=5, event_epochs=0)
 
 
 def test_simulator_dataset_is_a_valid_training_folder(tmp_path):

@@ -7,11 +7,13 @@ layer list says which file is on screen.
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from napari_fibsem._colormap import labels_colormap
+from napari_fibsem._layer_meta import META_KEY
 from napari_fibsem.core.classes import ClassMap
 
 if TYPE_CHECKING:
@@ -33,8 +35,12 @@ class LabellingLayers:
     def _alive(self, layer: Any) -> bool:
         return layer is not None and layer in self.viewer.layers
 
-    def show(self, name: str, image: np.ndarray, labels: np.ndarray, class_map: ClassMap) -> None:
-        """Show ``image`` and its ``labels``; undo starts afresh (it must not reach another image)."""
+    def show(self, name: str, image: np.ndarray, labels: np.ndarray, class_map: ClassMap, folder: Path) -> None:
+        """Show ``image`` and its ``labels``; undo starts afresh (it must not reach another image).
+
+        The image layer records its folder as our reader does (marked as the dock's own), so the
+        other docks' "use the opened folder" find the folder being labelled.
+        """
         reset = not self._alive(self.image) or self.image.data.shape != image.shape
         if self._alive(self.image):
             self.image.data = image
@@ -42,6 +48,7 @@ class LabellingLayers:
         else:
             self.image = self.viewer.add_image(image)
         self.image.name = f"image: {name}"
+        self.image.metadata[META_KEY] = {"folder": str(folder), "files": [name], "dock": "labelling"}
         self.remove_proposal()
         if self._alive(self.labels):
             self.labels.data = labels

@@ -173,7 +173,7 @@ class LabellingWidget(QWidget):
             return
         self.index, self.image = index, image
         self.proposals.clear()
-        self.layers.show(self.current_name, image.data, labels, self.folder.class_map)
+        self.layers.show(self.current_name, image.data, labels, self.folder.class_map, self.folder.folder)
         self.select_class(int(self.layers.labels.selected_label))
         if self.folder.has_proposal(index):
             try:
