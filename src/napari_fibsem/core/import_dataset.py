@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import io
 import re
-import shutil
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from napari_fibsem.core._atomic import atomic_dir
 from napari_fibsem.core._optional import require
 from napari_fibsem.core.classes import ClassMap, ClassMapError
 from napari_fibsem.core.imageio import ImageMetadata, write_image, write_labels
@@ -276,10 +275,8 @@ def import_dataset(
     total = sum(pf.metadata.num_rows for _, pf in opened)
     _check_out(out, overwrite)
 
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.importing-", dir=out.parent))
     summary = ImportSummary(out)
-    try:
+    with atomic_dir(out) as tmp:
         done = 0
         names: dict[tuple[str, str], set[str]] = {}
         for shard, pf in opened:
@@ -306,10 +303,6 @@ def import_dataset(
                     if on_progress is not None:
                         on_progress(done, total)
         _write_summary(tmp, source, summary)
-        _move_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return summary
 
 
@@ -388,21 +381,3 @@ def _write_summary(tmp: Path, source: str | Path, summary: ImportSummary) -> Non
     }
     (tmp / SUMMARY_FILE).write_text(yaml.safe_dump(data, sort_keys=False))
 
-
-def _move_into_place(tmp: Path, out: Path) -> None:
-    """Rename the finished import to ``out``; an old import is moved aside first and deleted last."""
-    old = None
-    if out.exists():
-        if any(out.iterdir()):
-            old = out.with_name(f".{out.name}.replaced-{tmp.name.rsplit('-', 1)[-1]}")
-            out.rename(old)
-        else:
-            out.rmdir()
-    try:
-        tmp.rename(out)
-    except BaseException:
-        if old is not None:
-            old.rename(out)
-        raise
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

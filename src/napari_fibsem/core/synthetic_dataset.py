@@ -7,14 +7,13 @@ interrupted run never leaves a half-written dataset.
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 import numpy as np
 
+from napari_fibsem.core._atomic import atomic_dir
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.imageio import ImageMetadata, write_image, write_labels
 from napari_fibsem.core.keypoints import Keypoint, write_keypoints
@@ -71,9 +70,7 @@ def write_dataset(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out}: exists and is not empty; choose another folder or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
+    with atomic_dir(out) as tmp:
         points: list[Keypoint] = []
         beams: dict[str, int] = {}
         for i, (scene_seed, cfg) in enumerate(scene_configs(n, size, seed, beam)):
@@ -93,10 +90,4 @@ def write_dataset(
             beams[scene.beam] = beams.get(scene.beam, 0) + 1
         write_keypoints(tmp / "keypoints.csv", points)
         ClassMap.default().save(tmp / "classes.yaml")
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return SyntheticDatasetSummary(out, n, size, seed, len(points), beams)

@@ -1,4 +1,4 @@
-"""Small pieces every widget uses: starting background work, colour swatches.
+"""Small pieces every widget uses: starting background work, progress relays, colour swatches.
 
 Work starts the same way everywhere: in a napari worker thread, or inline in the calling thread
 when ``NAPARI_FIBSEM_NOTHREADS`` is set (a debugging and scripting aid; inline, exceptions
@@ -12,9 +12,15 @@ import os
 from collections.abc import Callable
 from typing import Any
 
-from qtpy.QtCore import QSize, Qt
+from qtpy.QtCore import QObject, QSize, Qt, Signal
 from qtpy.QtGui import QColor, QIcon, QPixmap
 from qtpy.QtWidgets import QFrame, QScrollArea, QWidget
+
+
+class ProgressRelay(QObject):
+    """Carries ``(done, total)`` progress from a worker thread to the UI thread (a queued signal)."""
+
+    progressed = Signal(int, int)
 
 
 def threads_disabled() -> bool:

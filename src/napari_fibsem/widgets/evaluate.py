@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from qtpy.QtCore import QObject, QSize, Qt, Signal
+from qtpy.QtCore import QSize, Qt
 from qtpy.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
 from napari_fibsem._layer_meta import opened_folder
 from napari_fibsem.core.training.config import ConfigError
 from napari_fibsem.core.training.progress import StopFlag
-from napari_fibsem.widgets._common import start_worker
+from napari_fibsem.widgets._common import ProgressRelay, start_worker
 from napari_fibsem.widgets._evaluate_form import EvaluateForm, config_yaml
 from napari_fibsem.widgets._evaluate_results import ResultsPanel
 
@@ -52,13 +52,8 @@ class _Outcome:
     stopped: str | None = None
 
 
-class _Relay(QObject):
-    """Carries per-image progress from the worker thread to the UI thread."""
 
-    progressed = Signal(int, int)
-
-
-def evaluate(cfg: EvalConfig, relay: _Relay, stop: StopFlag) -> _Outcome:
+def evaluate(cfg: EvalConfig, relay: ProgressRelay, stop: StopFlag) -> _Outcome:
     """Worker body: the whole run as the CLI does it, or the message of an error the person can fix."""
     from napari_fibsem.core.evaluation import EvaluationStopped, run_evaluation
 
@@ -82,7 +77,7 @@ class EvaluateWidget(QWidget):
         self._stop = StopFlag()
         stop = self._stop
         self.destroyed.connect(lambda *_: stop.set())  # closing napari mid-run ends the run
-        self._relay = _Relay()
+        self._relay = ProgressRelay()
         self._relay.progressed.connect(self._on_progress)
 
         self.form = EvaluateForm()

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -32,7 +31,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem.core.training.progress import StopFlag
-from napari_fibsem.widgets._common import start_worker
+from napari_fibsem.widgets._common import ProgressRelay, start_worker
 
 if TYPE_CHECKING:
     import napari
@@ -51,11 +50,6 @@ class _Outcome:
     error: str | None = None
 
 
-class _Relay(QObject):
-    """Carries per-frame progress from the worker thread to the UI thread."""
-
-    progressed = Signal(int, int)
-
 
 def _load(path: Path) -> EventModel:
     from napari_fibsem.core.events.model import load_event_bundle
@@ -72,7 +66,7 @@ def load_model(path: Path) -> _Outcome:
 
 
 def detect(data: Any, model: EventModel | None, path: Path, threshold: float, tile: int,
-           relay: _Relay, stop: StopFlag) -> _Outcome:  # fmt: skip
+           relay: ProgressRelay, stop: StopFlag) -> _Outcome:  # fmt: skip
     """Worker body: load the bundle when needed, read the layer's data, score it, find events."""
     try:
         model = model if model is not None else _load(path)
@@ -101,7 +95,7 @@ class EventsWidget(QWidget):
         self._stop = StopFlag()
         stop = self._stop
         self.destroyed.connect(lambda *_: stop.set())  # closing napari mid-run ends the run
-        self._relay = _Relay()
+        self._relay = ProgressRelay()
         self._relay.progressed.connect(self._on_progress)
 
         self.layer_combo = QComboBox()

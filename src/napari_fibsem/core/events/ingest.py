@@ -11,8 +11,6 @@ built beside its target and renamed into place, so bad input leaves no partial o
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -22,7 +20,7 @@ import tifffile
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from napari_fibsem.core._atomic import atomic_write_text
+from napari_fibsem.core._atomic import atomic_dir, atomic_write_text
 from napari_fibsem.core.events.crops import EventCrop, cut, event_crops, negative_crops
 from napari_fibsem.core.events.ground_truth import gaussian_maps
 from napari_fibsem.core.events.points import EventPoint, check_inside, read_points
@@ -218,8 +216,7 @@ def _inside(p: Path, out: Path) -> bool:
 def _write_event(target: Path, source: str, movie: Movie, crop: EventCrop, gt: np.ndarray, meta: dict, sigma: float) -> Path:
     event_id = crop.id(source)
     final = target / event_id
-    tmp = Path(tempfile.mkdtemp(prefix=f".{event_id}.", dir=target))
-    try:
+    with atomic_dir(final) as tmp:
         tifffile.imwrite(tmp / "images.tif", cut(movie.stack, crop))
         tifffile.imwrite(tmp / "ground_truth.tif", cut(gt, crop))
         record = {
@@ -235,10 +232,4 @@ def _write_event(target: Path, source: str, movie: Movie, crop: EventCrop, gt: n
             "metadata": meta,
         }
         (tmp / "event.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
-        if final.exists():
-            shutil.rmtree(final)
-        tmp.rename(final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return final

@@ -17,8 +17,6 @@ and renamed into place, so an interrupted run leaves nothing half-written.
 from __future__ import annotations
 
 import datetime as dt
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -26,6 +24,7 @@ import numpy as np
 import tifffile
 import yaml
 
+from napari_fibsem.core._atomic import atomic_dir
 from napari_fibsem.core.events.ingest import MANUAL
 from napari_fibsem.core.events.points import EventPoint
 from napari_fibsem.core.events.synthetic_movie import synthetic_movie
@@ -91,10 +90,7 @@ def write_event_movies(
         raise ValueError(f"{events} events need at least as many blobs, got {blobs}")
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise FileExistsError(f"{out}: exists and is not empty; choose another folder or delete it")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.{uuid.uuid4().hex[:8]}.partial"
-    tmp.mkdir()  # (not mkdtemp: the folder's permissions follow the umask, like any other the user makes)
-    try:
+    with atomic_dir(out) as tmp:
         names = [f"day{d + 1}" for d in range(min(datasets, n))]
         (tmp / MANUAL).write_text(
             yaml.safe_dump({**SHARED_METADATA, "extra": {"seed": seed}}, sort_keys=False)
@@ -114,12 +110,6 @@ def write_event_movies(
             )
             write_points_csv(folder / f"cell_{i:03d}.csv", movie.points)
             total += len(movie.events)
-        if out.exists():
-            out.rmdir()  # empty (checked above)
-        tmp.rename(out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return SyntheticEventsSummary(out, len(names), n, total, frames, size, seed)
 
 

@@ -26,14 +26,13 @@ from __future__ import annotations
 import csv
 import json
 import re
-import shutil
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
+from napari_fibsem.core._atomic import atomic_dir
 from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.dataset import DatasetError, Sample, discover, validate
 from napari_fibsem.core.imageio import read_image, read_labels, write_image, write_labels
@@ -176,9 +175,7 @@ def convert_to_nnunet(
     test = index.unlabelled if include_unlabelled else []
     ids = _case_ids([*train, *test])
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         lut = np.zeros(256, np.uint8)
         for cid, nid in to_nnunet.items():
             lut[cid] = nid
@@ -198,10 +195,6 @@ def convert_to_nnunet(
             writer = csv.writer(fh)
             writer.writerow(["case", "split", "image", "label"])
             writer.writerows((c, s, str(i), str(lab)) for c, s, i, lab in rows)
-        _move_into_place(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return NnUNetDataset(target, int(dataset_id), len(train), len(test), labels)
 
 
@@ -231,22 +224,3 @@ def _write_dataset_json(
     }
     (folder / "dataset.json").write_text(json.dumps(data, indent=2) + "\n")
 
-
-def _move_into_place(tmp: Path, target: Path) -> None:
-    """Rename the finished ``tmp`` onto ``target``; an old target is moved aside first, then deleted."""
-    if not target.exists():
-        tmp.rename(target)
-        return
-    if not any(target.iterdir()):
-        target.rmdir()
-        tmp.rename(target)
-        return
-    old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old.", dir=target.parent))
-    old.rmdir()
-    target.rename(old)
-    try:
-        tmp.rename(target)
-    except BaseException:
-        old.rename(target)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
