@@ -29,7 +29,7 @@ import numpy as np
 def pairs(n: int, size: tuple[int, int], max_shift: float):
     from scipy import ndimage as ndi
 
-    from napari_fibsem.core.synthetic import generate_scene, random_style, render
+    from napari_fibsem.core.synthetic.scene import generate_scene, random_style, render
 
     rng = np.random.default_rng(0)
     out = []
@@ -50,8 +50,8 @@ def pairs(n: int, size: tuple[int, int], max_shift: float):
 
 
 def main(argv: list[str] | None = None) -> int:
-    from napari_fibsem.core.alignment import estimate_shift
-    from napari_fibsem.core.synthetic import generate_scene
+    from napari_fibsem.core.automation.alignment import estimate_shift
+    from napari_fibsem.core.synthetic.scene import generate_scene
 
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--scenes", type=int, default=10)

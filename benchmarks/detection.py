@@ -25,7 +25,7 @@ TARGET_MS = 20.0
 
 
 def scenes(n: int, size: tuple[int, int]):
-    from napari_fibsem.core.synthetic import generate_scene
+    from napari_fibsem.core.synthetic.scene import generate_scene
 
     sides = ("left", "right", "top")
     return [
@@ -39,8 +39,8 @@ def baseline(mask: np.ndarray, names: list[str]) -> dict[str, tuple[float, float
     """Per feature: full-image threshold, label, largest region, point from its pixel coordinates."""
     from skimage.measure import label, regionprops
 
-    from napari_fibsem.core.classes import ClassMap
     from napari_fibsem.core.detection import CATALOGUE
+    from napari_fibsem.core.io.classes import ClassMap
 
     cmap = ClassMap.default()
     h, w = mask.shape

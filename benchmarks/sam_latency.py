@@ -60,7 +60,7 @@ def _reference_on(predictor, emb) -> None:
 
 
 def bench_embedding(model, image: np.ndarray, cache_dir: str, repeats: int) -> tuple[float, float, object]:
-    from napari_fibsem.core.sam import SamService, reference_predictor
+    from napari_fibsem.core.sam.service import SamService, reference_predictor
 
     ours, ref = [], []
     emb = None
@@ -78,7 +78,7 @@ def bench_embedding(model, image: np.ndarray, cache_dir: str, repeats: int) -> t
 
 
 def bench_prompts(model, emb, repeats: int, warmup: int = 3) -> dict[str, float]:
-    from napari_fibsem.core.sam import SamService, reference_predictor
+    from napari_fibsem.core.sam.service import SamService, reference_predictor
 
     service = SamService(model, disk_cache=False)
     predictor = reference_predictor(model)
@@ -119,7 +119,7 @@ def bench_prompts(model, emb, repeats: int, warmup: int = 3) -> dict[str, float]
 
 
 def bench_revisit(model, image: np.ndarray, cache_dir: str) -> dict[str, float]:
-    from napari_fibsem.core.sam import SamService
+    from napari_fibsem.core.sam.service import SamService
 
     folder = os.path.join(cache_dir, "revisit")
     first = SamService(model, cache_dir=folder)
@@ -137,7 +137,7 @@ def bench_revisit(model, image: np.ndarray, cache_dir: str) -> dict[str, float]:
 def bench_next_image(model, images: Sequence[np.ndarray], cold: float, person_factor: float,
                      click_every: float, cache_dir: str, prefetch: bool) -> dict[str, float]:
     """Person on image 0 for person_factor x cold seconds (clicking), then opens image 1."""
-    from napari_fibsem.core.sam import SamService
+    from napari_fibsem.core.sam.service import SamService
 
     service = SamService(model, cache_dir=os.path.join(cache_dir, f"next-{prefetch}-{person_factor}"))
     current = service.embed(images[0])
@@ -177,7 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     import torch
 
-    from napari_fibsem.core.sam import load_sam
+    from napari_fibsem.core.sam.service import load_sam
 
     warnings.filterwarnings("ignore")
     if args.threads:

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import torch
 
-from napari_fibsem.core.classes import ClassMap
-from napari_fibsem.core.dataset import SegmentationDataset, discover, split, validate
-from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.data.dataset import SegmentationDataset, discover, split, validate
+from napari_fibsem.core.synthetic.dataset import write_dataset
 
 
 def main(argv: list[str] | None = None) -> None:

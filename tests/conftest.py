@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_fibsem.core.imageio import ImageMetadata, write_image, write_labels
+from napari_fibsem.core.io.imageio import ImageMetadata, write_image, write_labels
 
 
 @pytest.fixture(autouse=True)
@@ -20,7 +20,7 @@ def tmp_cache(tmp_path_factory, monkeypatch) -> Path:
 
 @pytest.fixture(scope="session")
 def synthetic_scene():
-    from napari_fibsem.core.synthetic import generate_scene
+    from napari_fibsem.core.synthetic.scene import generate_scene
 
     return generate_scene(0, size=(128, 128))
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from napari_fibsem.core.imageio import write_labels
+from napari_fibsem.core.io.imageio import write_labels
 
 EXE = shutil.which("napari-fibsem") or str(Path(sys.executable).parent / "napari-fibsem")
 
@@ -98,7 +98,7 @@ def test_detect_from_masks_then_evaluate(tmp_path):
     out = run("detect", str(tmp_path / "ds"), "--masks", str(tmp_path / "ds" / "labels"),
               "--out", str(tmp_path / "det.csv"), "--draw", str(tmp_path / "pics"))  # fmt: skip
     assert "in 2 image(s)" in out.stdout and (tmp_path / "pics" / "synthetic_0000.png").exists()
-    from napari_fibsem.core.keypoints import read_keypoints
+    from napari_fibsem.core.io.keypoints import read_keypoints
 
     truth = {(p.filename, p.feature): (p.x, p.y) for p in read_keypoints(tmp_path / "ds" / "keypoints.csv")}
     found = {(p.filename, p.feature): (p.x, p.y) for p in read_keypoints(tmp_path / "det.csv")}
@@ -154,10 +154,10 @@ def test_events_synth_then_extract(tmp_path):
 
 
 def test_engine_summary_and_export(tmp_path):
+    from napari_fibsem.core.automation.engine import DataEngine
     from napari_fibsem.core.detection import detect_features
-    from napari_fibsem.core.engine import DataEngine
-    from napari_fibsem.core.imageio import FibsemImage, ImageMetadata
-    from napari_fibsem.core.synthetic import generate_scene
+    from napari_fibsem.core.io.imageio import FibsemImage, ImageMetadata
+    from napari_fibsem.core.synthetic.scene import generate_scene
 
     scene = generate_scene(0, size=(64, 96))
     image = FibsemImage(scene.image, ImageMetadata(pixel_size=scene.pixel_size))

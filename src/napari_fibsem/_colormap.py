@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 
 
 def labels_colormap(class_map: ClassMap) -> dict:

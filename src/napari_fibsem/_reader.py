@@ -16,9 +16,9 @@ import numpy as np
 
 from napari_fibsem._colormap import labels_layer_kwargs
 from napari_fibsem._layer_meta import META_KEY
-from napari_fibsem.core.classes import ClassMap
-from napari_fibsem.core.dataset import label_path_for
-from napari_fibsem.core.imageio import is_tiff, list_tiffs, read_image, read_labels
+from napari_fibsem.core.data.dataset import label_path_for
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.io.imageio import is_tiff, list_tiffs, read_image, read_labels
 
 LayerData = tuple[Any, dict, str]
 

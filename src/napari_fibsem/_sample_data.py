@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 from napari_fibsem._colormap import labels_layer_kwargs
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 
 SAMPLE_SIZE = (1024, 1536)
 
 
 def _sample(beam: str, seed: int) -> list[tuple]:
-    from napari_fibsem.core.synthetic import generate_scene
+    from napari_fibsem.core.synthetic.scene import generate_scene
 
     scene = generate_scene(seed, size=SAMPLE_SIZE, beam=beam, landing_post=beam == "electron")
     name = f"synthetic {beam} scene"

@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from napari_fibsem._layer_meta import META_KEY
-from napari_fibsem.core.classes import ClassMap
-from napari_fibsem.core.imageio import write_labels
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.io.imageio import write_labels
 
 
 class LabelsWriteError(RuntimeError):

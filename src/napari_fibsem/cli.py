@@ -44,7 +44,7 @@ def synth(
     beam: Annotated[str, typer.Option(help="ion, electron or mixed.")] = "mixed",
 ) -> None:
     """Write a synthetic FIB-SEM dataset: images, labels/, keypoints.csv, classes.yaml."""
-    from napari_fibsem.core.synthetic_dataset import write_dataset
+    from napari_fibsem.core.synthetic.dataset import write_dataset
 
     if beam not in ("ion", "electron", "mixed"):
         raise typer.BadParameter(f"--beam must be ion, electron or mixed, got {beam!r}")
@@ -61,8 +61,8 @@ def check(
     classes: Annotated[Path | None, typer.Option(help="Class map YAML (default: the folder's classes.yaml or AutoLamella's).")] = None,
 ) -> None:
     """Check dataset folders: pairs, unlabelled images, label values and sizes."""
-    from napari_fibsem.core.classes import ClassMap
-    from napari_fibsem.core.dataset import discover, validate
+    from napari_fibsem.core.data.dataset import discover, validate
+    from napari_fibsem.core.io.classes import ClassMap
 
     try:
         class_map = ClassMap.load(classes) if classes else ClassMap.for_folder(folders[0])
@@ -280,7 +280,7 @@ def import_dataset_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace a previous import in --out.")] = False,
 ) -> None:
     """Import the AutoLamella dataset's parquet shards (HuggingFace layout) as dataset folders."""
-    from napari_fibsem.core.import_dataset import ImportDatasetError, import_dataset
+    from napari_fibsem.core.data.import_dataset import ImportDatasetError, import_dataset
 
     bar = _ImageBar()
     on_progress = bar.update
@@ -306,8 +306,8 @@ def predict(
     probs: Annotated[Path | None, typer.Option("--probs", help="Also save float32 class probabilities (C x H x W TIFFs) here.")] = None,
 ) -> None:
     """Predict label masks for TIFF images: uint8 class-index TIFFs, written atomically."""
-    from napari_fibsem.core.inference import predict_folder
     from napari_fibsem.core.models import ModelLoadError, load_model
+    from napari_fibsem.core.models.inference import predict_folder
 
     options = {"batch_size": batch_size} if tile_size is None else {"batch_size": batch_size, "tile_size": tile_size}
     bar = _ImageBar()
@@ -340,8 +340,8 @@ def objects(
     classes: Annotated[Path | None, typer.Option(help="Class map YAML (default: the folder's classes.yaml or AutoLamella's).")] = None,
 ) -> None:
     """Instances, boxes and COCO JSON from a dataset folder's class masks (one object per connected region)."""
-    from napari_fibsem.core.classes import ClassMap
-    from napari_fibsem.core.objects import write_objects
+    from napari_fibsem.core.data.objects import write_objects
+    from napari_fibsem.core.io.classes import ClassMap
 
     if fmt not in ("polygon", "rle"):
         raise typer.BadParameter(f"--format must be polygon or rle, got {fmt!r}")
@@ -371,7 +371,7 @@ def to_nnunet_command(
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing dataset folder of that id and name.")] = False,
 ) -> None:
     """Convert dataset folders to an nnU-Net v2 raw dataset (imagesTr/, labelsTr/, dataset.json); needs no nnunetv2."""
-    from napari_fibsem.core.classes import ClassMap
+    from napari_fibsem.core.io.classes import ClassMap
     from napari_fibsem.core.models.nnunet_convert import convert_to_nnunet
 
     try:
@@ -412,9 +412,9 @@ def detect(
     """Locate features (NeedleTip, LamellaCentre, ...) and write them as a keypoints CSV."""
     from napari_fibsem.core.detection.batch import detect_images
     from napari_fibsem.core.detection.catalogue import get_feature
-    from napari_fibsem.core.inference import collect_images
-    from napari_fibsem.core.keypoints import write_keypoints
+    from napari_fibsem.core.io.keypoints import write_keypoints
     from napari_fibsem.core.models import ModelLoadError, load_model
+    from napari_fibsem.core.models.inference import collect_images
 
     if (model is None) == (masks is None):
         _fail("give either --model or --masks")
@@ -442,7 +442,7 @@ def evaluate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Evaluation YAML (data_path, images_path, save_path, checkpoints, thresholds ...).")],
 ) -> None:
     """Compare checkpoints on labelled keypoints: eval.csv, accuracy.csv, plots and a report."""
-    from napari_fibsem.core.evaluation import load_eval_config, run_evaluation
+    from napari_fibsem.core.evaluation.run import load_eval_config, run_evaluation
     from napari_fibsem.core.models import ModelLoadError
     from napari_fibsem.core.training.config import ConfigError
 
@@ -454,7 +454,7 @@ def evaluate(
         _fail(str(e))
     finally:
         bar.close()
-    from napari_fibsem.core._evaluation_report import tables
+    from napari_fibsem.core.evaluation.report import tables
 
     title, head, body = tables(result)[0]
     widths = [max(len(h), *(len(r[i]) for r in body)) for i, h in enumerate(head)]
@@ -727,7 +727,7 @@ app.add_typer(engine_app, name="engine")
 @engine_app.command("summary")
 def engine_summary(root: Annotated[Path, typer.Argument(help="Data-engine root (holds detections.csv).")]) -> None:
     """Correction rate per feature: how often a person had to move the model's point."""
-    from napari_fibsem.core.engine import DataEngine, format_summary
+    from napari_fibsem.core.automation.engine import DataEngine, format_summary
 
     if not (root / "detections.csv").is_file():
         _fail(f"{root}: no detections.csv here")
@@ -741,7 +741,7 @@ def engine_export(
     out: Annotated[Path, typer.Option("--out", "-o", help="Folder for train/ (labelling folder) and test keypoints.")],
 ) -> None:
     """Corrected images -> a labelling folder (model masks as starting labels); the rest -> test keypoints."""
-    from napari_fibsem.core.engine import DataEngine
+    from napari_fibsem.core.automation.engine import DataEngine
 
     if not (root / "detections.csv").is_file():
         _fail(f"{root}: no detections.csv here")
@@ -758,7 +758,7 @@ def closed_loop_cmd(
 ) -> None:
     """Align a lamella on the simulator with MODEL: unsupervised, then supervised with a wrong model
     that a scripted person corrects; writes the report and the data-engine log."""
-    from napari_fibsem.core.closed_loop import closed_loop
+    from napari_fibsem.core.automation.closed_loop import closed_loop
 
     try:
         runs, report = closed_loop(model, out, world_seed=world, wrong_by_px=wrong_by, write=typer.echo)

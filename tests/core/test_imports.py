@@ -11,7 +11,7 @@ GUI_PREFIXES = ("napari", "qtpy", "PyQt5", "PyQt6", "PySide2", "PySide6", "magic
 
 def test_core_modules_import_no_gui():
     modules = [m.name for m in pkgutil.walk_packages(core.__path__, prefix="napari_fibsem.core.")]
-    assert "napari_fibsem.core.imageio" in modules and "napari_fibsem.core.synthetic" in modules
+    assert "napari_fibsem.core.io.imageio" in modules and "napari_fibsem.core.synthetic.scene" in modules
     code = (
         "import importlib, sys\n"
         f"for m in {modules!r}: importlib.import_module(m)\n"

@@ -14,7 +14,7 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
-from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.core.synthetic.dataset import write_dataset
 
 pytestmark = pytest.mark.gui
 

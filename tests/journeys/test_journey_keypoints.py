@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QPoint, Qt
 
-from napari_fibsem.core.imageio import read_image, write_image
-from napari_fibsem.core.keypoints import read_keypoints
-from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.core.io.imageio import read_image, write_image
+from napari_fibsem.core.io.keypoints import read_keypoints
+from napari_fibsem.core.synthetic.dataset import write_dataset
 
 pytestmark = pytest.mark.gui
 

@@ -11,8 +11,8 @@ import pytest
 from qtpy.QtCore import Qt
 
 from napari_fibsem._stack_view import text_overlay
-from napari_fibsem.core.imageio import read_labels
-from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.core.io.imageio import read_labels
+from napari_fibsem.core.synthetic.dataset import write_dataset
 
 
 def press(viewer, qtbot, key, modifier=Qt.KeyboardModifier.NoModifier) -> None:
@@ -66,7 +66,7 @@ def test_folder_paint_next_then_sam_commit_and_ctrl_z(viewer, open_dock, screens
     pytest.importorskip("mobile_sam")
     import torch
 
-    from napari_fibsem.core._sam_models import build_sam
+    from napari_fibsem.core.sam.models import build_sam
     from napari_fibsem.widgets._sam_assist import PREVIEW, PROMPTS
 
     checkpoint = tmp_path / "mobile_sam.pt"

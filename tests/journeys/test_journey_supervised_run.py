@@ -19,7 +19,7 @@ import pytest
 from qtpy.QtCore import Qt
 from qtpy.QtWidgets import QFileDialog
 
-from napari_fibsem.core.closed_loop import true_point
+from napari_fibsem.core.automation.closed_loop import true_point
 from napari_fibsem.widgets.validation import MASK_LAYER, POINTS_LAYER, ValidationWidget
 
 pytestmark = pytest.mark.gui

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from napari_fibsem._demo_viewer import open_demo
-from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.core.synthetic.dataset import write_dataset
 
 pytestmark = pytest.mark.gui
 

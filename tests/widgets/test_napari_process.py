@@ -58,11 +58,11 @@ def test_closing_napari_while_sam_prefetches(tmp_path):
         from pathlib import Path
         import napari
         from qtpy.QtWidgets import QApplication
-        from napari_fibsem.core.synthetic_dataset import write_dataset
+        from napari_fibsem.core.synthetic.dataset import write_dataset
         folder = Path(sys.argv[1]) / "ds"
         write_dataset(folder, n=4, size=(256, 384), seed=0)
         import torch
-        from napari_fibsem.core._sam_models import build_sam
+        from napari_fibsem.core.sam.models import build_sam
         torch.save(build_sam("vit_t").state_dict(), folder.parent / "mobile_sam.pt")
         viewer = napari.Viewer(show=True)
         _, w = viewer.window.add_plugin_dock_widget("napari-fibsem", "Label segmentation")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from napari_fibsem._writer import LabelsWriteError
-from napari_fibsem.core.imageio import ImageIOError, read_image, read_labels, write_labels
+from napari_fibsem.core.io.imageio import ImageIOError, read_image, read_labels, write_labels
 
 pytestmark = pytest.mark.gui
 

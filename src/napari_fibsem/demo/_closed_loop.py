@@ -11,7 +11,7 @@ LOOP_RECIPE = {"input_scale": 0.5, "crop_size": None, "batch_size": 4, "model_kw
 
 def closed_loop_part(result, scenes: int, epochs: int, seed: int, step, say) -> None:
     """Steps 6-9: simulator images -> a LamellaCentre model -> the loop, unsupervised and supervised."""
-    from napari_fibsem.core.closed_loop import closed_loop, describe, simulator_dataset
+    from napari_fibsem.core.automation.closed_loop import closed_loop, describe, simulator_dataset
 
     out = result.out / "closed_loop"
     summary = simulator_dataset(out / "simulator_dataset", n=scenes, seed=100 + seed)

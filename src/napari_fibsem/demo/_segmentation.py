@@ -13,9 +13,9 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from napari_fibsem.core.classes import ClassMap
-from napari_fibsem.core.dataset import discover, validate
-from napari_fibsem.core.synthetic_dataset import write_dataset
+from napari_fibsem.core.data.dataset import discover, validate
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.synthetic.dataset import write_dataset
 
 NETWORK_SIDE = 192
 """Long side (px) of the image the network sees: the input scale is chosen to give this."""
@@ -101,8 +101,8 @@ def segmentation_part(
          f"({trained.global_step} steps of {RECIPE['batch_size']} crops of {crop} px at {scale:g}x scale): "
          f"{result.model}; metrics.csv and tensorboard/ beside it")  # fmt: skip
 
-    from napari_fibsem.core.inference import evaluate_folder, predict_folder
     from napari_fibsem.core.models import load_model
+    from napari_fibsem.core.models.inference import evaluate_folder, predict_folder
 
     write_dataset(result.test, n=unseen, size=size, seed=seed + 10_000, beam="mixed")
     model = load_model(result.model)

@@ -32,7 +32,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_fibsem.core.evaluation import CheckpointSpec, EvalConfig, parse_eval_config
+from napari_fibsem.core.evaluation.run import CheckpointSpec, EvalConfig, parse_eval_config
 from napari_fibsem.core.training.config import ConfigError
 
 SOURCE = "Evaluate models"
@@ -210,7 +210,7 @@ class EvaluateForm(QWidget):
 
     def _refresh_features(self, text: str) -> None:
         """List the CSV's features, all ticked (an unreadable CSV lists none: its error comes on Evaluate)."""
-        from napari_fibsem.core.keypoints import read_keypoints
+        from napari_fibsem.core.io.keypoints import read_keypoints
 
         ticked = {i.text(): i.checkState() for i in self._feature_items()}
         self.features.clear()

@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_fibsem.core.evaluation import EvalConfig, EvalResult, find_image, threshold_column
+from napari_fibsem.core.evaluation.run import EvalConfig, EvalResult, find_image, threshold_column
 
 if TYPE_CHECKING:
     import napari
@@ -184,7 +184,7 @@ class ResultsPanel(QWidget):
         """The chosen image, its labelled points and every checkpoint's detections as layers."""
         from napari.utils.notifications import show_warning
 
-        from napari_fibsem.core.imageio import ImageIOError, read_image
+        from napari_fibsem.core.io.imageio import ImageIOError, read_image
 
         name = self.image_combo.currentText()
         if self.cfg is None or self.result is None or not name:

@@ -14,7 +14,7 @@ from typing import Any
 from qtpy.QtWidgets import QFileDialog, QPushButton
 
 from napari_fibsem.core.detection import detect_features
-from napari_fibsem.core.imageio import read_labels
+from napari_fibsem.core.io.imageio import read_labels
 from napari_fibsem.widgets._common import start_worker
 from napari_fibsem.widgets._keypoints_panels import NM, detect_with_model, metadata_pixel_sizes
 
@@ -112,7 +112,7 @@ class KeypointJobsMixin:
         if not mask_path.exists():
             self._tell(f"no label mask for {self.current_name} in labels/", "warning")
             return 0
-        from napari_fibsem.core.classes import ClassMap
+        from napari_fibsem.core.io.classes import ClassMap
 
         cmap = ClassMap.for_folder(self.labels.folder)
         try:

@@ -1,7 +1,7 @@
 """Parts of the keypoint dock: the per-image feature checklist, the pixel-size field, worker bodies.
 
 Both panels are plain views: the dock tells them what to show and listens to their signals, so
-all state stays in :class:`~napari_fibsem.core.keypoint_labels.KeypointLabels`.
+all state stays in :class:`~napari_fibsem.core.data.keypoint_labels.KeypointLabels`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem.core.detection import CATALOGUE, detect_features
-from napari_fibsem.core.imageio import FibsemImage, read_image
+from napari_fibsem.core.io.imageio import FibsemImage, read_image
 from napari_fibsem.widgets._common import swatch
 
 NM = 1e-9

@@ -14,7 +14,7 @@ import numpy as np
 
 from napari_fibsem._colormap import labels_colormap
 from napari_fibsem._layer_meta import META_KEY
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 
 if TYPE_CHECKING:
     import napari

@@ -24,7 +24,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_fibsem.core.label_folder import MergeMode, merge
+from napari_fibsem.core.data.label_folder import MergeMode, merge
 from napari_fibsem.widgets._common import start_worker
 from napari_fibsem.widgets._labelling_layers import proposal_summary
 
@@ -133,7 +133,7 @@ class ProposalPanel(QGroupBox):
         out = folder.folder / "proposals"
 
         def work():
-            from napari_fibsem.core.inference import predict_folder
+            from napari_fibsem.core.models.inference import predict_folder
 
             try:
                 model = self._get_model()

@@ -12,7 +12,7 @@ from typing import Any
 from qtpy.QtWidgets import QListView, QListWidget, QListWidgetItem
 
 from napari_fibsem._colormap import labels_colormap
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.widgets._common import alive, swatch
 
 

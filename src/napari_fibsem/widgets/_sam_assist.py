@@ -4,7 +4,7 @@ Clicks in the ``sam prompts`` Points layer (Shift+click, or T to switch, for neg
 rectangle in the ``sam box`` Shapes layer become a preview in the current class colour; C commits
 it into the labels through napari's own Labels history (Ctrl+Z takes it back), X clears the
 prompts. The prompt layer is selected, in add mode, as soon as an image's embedding exists. The
-embedding is computed off the UI thread and cached by :class:`~napari_fibsem.core.sam.SamService`;
+embedding is computed off the UI thread and cached by :class:`~napari_fibsem.core.sam.service.SamService`;
 the neighbours of the shown image are prefetched.
 
 Time to the first prompt: most of it is importing torch and the SAM package (several seconds in a
@@ -109,7 +109,7 @@ class SamAssist(QGroupBox):
             yield "loading torch (once per napari session)…"
             import torch  # noqa: F401
 
-            from napari_fibsem.core.sam import SamService, load_sam
+            from napari_fibsem.core.sam.service import SamService, load_sam
 
             t1 = time.perf_counter()
             yield f"reading {name} and building the model (the SAM package loads the first time)…"
@@ -347,8 +347,8 @@ def _warm_imports(kind: str) -> None:
 
     def run() -> None:
         try:
-            import napari_fibsem.core.sam  # noqa: F401
-            from napari_fibsem.core._sam_models import _package
+            import napari_fibsem.core.sam.service  # noqa: F401
+            from napari_fibsem.core.sam.models import _package
 
             for k in ("vit_t", "vit_b") if kind == "auto" else (kind,):
                 _package(k)
@@ -366,7 +366,7 @@ def _close_in_background(service: Any) -> None:
 
 def _prefetch(service: Any, paths: list[Path]) -> None:
     """Queue the embeddings of ``paths`` (unreadable images are simply not prefetched)."""
-    from napari_fibsem.core.imageio import read_image
+    from napari_fibsem.core.io.imageio import read_image
 
     images = []
     for path in paths:

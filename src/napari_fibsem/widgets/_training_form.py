@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_fibsem.core._atomic import atomic_write_text
+from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.training.config import ConfigError, TrainingConfig
 from napari_fibsem.core.training.config_file import load_config, map_openfibsem, parse_config
 

@@ -1,6 +1,6 @@
 """Evaluate models: compare checkpoints on labelled keypoints, the dock form of ``napari-fibsem evaluate``.
 
-A thin view over :func:`~napari_fibsem.core.evaluation.run_evaluation`: the Setup tab builds the
+A thin view over :func:`~napari_fibsem.core.evaluation.run.run_evaluation`: the Setup tab builds the
 same :class:`EvalConfig` the CLI reads from YAML (prefilled from a dataset folder opened in
 napari), Evaluate runs it in a worker thread with a per-image progress bar and a Stop that writes
 nothing, and the Results tab shows what the run wrote: ``accuracy.csv`` as a table, the plots,
@@ -36,7 +36,7 @@ from napari_fibsem.widgets._evaluate_results import ResultsPanel
 if TYPE_CHECKING:
     import napari
 
-    from napari_fibsem.core.evaluation import EvalConfig, EvalResult
+    from napari_fibsem.core.evaluation.run import EvalConfig, EvalResult
 
 HELP = ("Add the checkpoints to compare (model files, or folders of masks another tool predicted), "
         "the labelled points CSV and its images, and an output folder; then Evaluate.")  # fmt: skip
@@ -55,7 +55,7 @@ class _Outcome:
 
 def evaluate(cfg: EvalConfig, relay: ProgressRelay, stop: StopFlag) -> _Outcome:
     """Worker body: the whole run as the CLI does it, or the message of an error the person can fix."""
-    from napari_fibsem.core.evaluation import EvaluationStopped, run_evaluation
+    from napari_fibsem.core.evaluation.run import EvaluationStopped, run_evaluation
 
     try:
         return _Outcome(result=run_evaluation(cfg, on_progress=relay.progressed.emit, should_stop=stop))
@@ -140,7 +140,7 @@ class EvaluateWidget(QWidget):
         """Write the settings as an evaluation YAML the CLI runs unchanged."""
         from napari.utils.notifications import show_info
 
-        from napari_fibsem.core._atomic import atomic_write_text
+        from napari_fibsem.core.io.atomic import atomic_write_text
 
         cfg = cfg or self._config()
         if cfg is None:
@@ -232,7 +232,7 @@ class EvaluateWidget(QWidget):
 
     @staticmethod
     def _summary(cfg: EvalConfig, result: EvalResult) -> str:
-        from napari_fibsem.core.evaluation import threshold_column
+        from napari_fibsem.core.evaluation.run import threshold_column
 
         best = max((r for r in result.accuracy if r["feature"] == "ALL"),
                    key=lambda r: r[threshold_column(min(result.thresholds))], default=None)  # fmt: skip

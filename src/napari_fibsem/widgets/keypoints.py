@@ -1,6 +1,6 @@
 """Label feature points (NeedleTip, LamellaCentre, ...) on a folder of images, saved to a keypoints CSV.
 
-A thin view over :class:`~napari_fibsem.core.keypoint_labels.KeypointLabels`: one image at a time
+A thin view over :class:`~napari_fibsem.core.data.keypoint_labels.KeypointLabels`: one image at a time
 in an Image layer, its points in a Points layer whose ``feature`` property names the catalogue
 feature. The points layer is selected in add mode whenever an image is shown, so a click places the
 picked feature (one point per feature per image: a new one replaces the old); drag in select mode,
@@ -33,9 +33,9 @@ from qtpy.QtWidgets import (
 
 from napari_fibsem._layer_meta import opened_folder
 from napari_fibsem._stack_view import retire_reader_layers, text_overlay
+from napari_fibsem.core.data.keypoint_labels import KeypointLabels
 from napari_fibsem.core.detection import CATALOGUE
-from napari_fibsem.core.imageio import FibsemImage, read_image
-from napari_fibsem.core.keypoint_labels import KeypointLabels
+from napari_fibsem.core.io.imageio import FibsemImage, read_image
 from napari_fibsem.widgets._common import swatch
 from napari_fibsem.widgets._keypoints_jobs import KeypointJobsMixin
 from napari_fibsem.widgets._keypoints_panels import FeatureChecklist, PixelSizeField, order_features

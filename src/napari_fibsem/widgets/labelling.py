@@ -1,6 +1,6 @@
 """Label segmentation masks image by image: by hand, from a model's proposal, or with SAM.
 
-A thin view over :class:`~napari_fibsem.core.label_folder.LabelFolder`. One image at a time, its
+A thin view over :class:`~napari_fibsem.core.data.label_folder.LabelFolder`. One image at a time, its
 labels in the only Labels layer (named for the file), coloured by the folder's class map: napari's
 brush, fill, eraser and Ctrl+Z do the editing; keys 1-9 pick a class. Moving to another image saves
 the labels if they changed (atomically, as uint8 class ids in ``labels/``). Model proposals
@@ -27,8 +27,8 @@ from qtpy.QtWidgets import (
 
 from napari_fibsem._layer_meta import opened_folder
 from napari_fibsem._stack_view import retire_reader_layers
-from napari_fibsem.core.imageio import FibsemImage
-from napari_fibsem.core.label_folder import LabelFolder
+from napari_fibsem.core.data.label_folder import LabelFolder
+from napari_fibsem.core.io.imageio import FibsemImage
 from napari_fibsem.widgets._common import VerticalScroll, swatch
 from napari_fibsem.widgets._labelling_layers import LabellingLayers
 from napari_fibsem.widgets._labelling_proposals import ProposalPanel

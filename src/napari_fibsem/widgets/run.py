@@ -1,12 +1,12 @@
 """Start a supervised run from napari: microscope, model, task, data-engine folder, Start / Stop.
 
-A thin view over :class:`~napari_fibsem.core.run_setup.SupervisedRun`. The run is a generator in
+A thin view over :class:`~napari_fibsem.core.automation.run_setup.SupervisedRun`. The run is a generator in
 a worker thread; its progress lines fill the step log, and its validation requests arrive
-through a :class:`~napari_fibsem.core.workflow.ValidationBroker` and open the validation pop-up
+through a :class:`~napari_fibsem.core.automation.workflow.ValidationBroker` and open the validation pop-up
 (the Validate dock if one is open, else a new one). Stop is safe at any point: the run stops
 before its next acquisition or move, and a validation being waited for is cancelled. The run
 ends in a summary here and in the pop-up; failures are napari notifications. The choices are
-remembered for the next session (:func:`~napari_fibsem.core.run_setup.save_settings`).
+remembered for the next session (:func:`~napari_fibsem.core.automation.run_setup.save_settings`).
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_fibsem.core.run_setup import (
+from napari_fibsem.core.automation.run_setup import (
     SIMULATOR,
     TASKS,
     RunProgress,
@@ -46,7 +46,7 @@ from napari_fibsem.core.run_setup import (
     load_settings,
     save_settings,
 )
-from napari_fibsem.core.workflow import ValidationBroker, ValidationRequest, auto_accept
+from napari_fibsem.core.automation.workflow import ValidationBroker, ValidationRequest, auto_accept
 from napari_fibsem.widgets._common import alive, start_worker, threads_disabled
 from napari_fibsem.widgets.validation import ValidationWidget, _Relay, validation_popup
 

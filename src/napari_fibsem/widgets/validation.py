@@ -1,6 +1,6 @@
 """Validate a detection during an automated run: drag the points, fix the mask, Accept / Skip / Stop.
 
-A thin view over :class:`~napari_fibsem.core.workflow.ValidationBroker`: the workflow's worker
+A thin view over :class:`~napari_fibsem.core.automation.workflow.ValidationBroker`: the workflow's worker
 thread asks through the broker and blocks; this widget shows the image, the model's mask (an
 editable Labels layer in paint mode, with its class palette) and the detected features (a Points
 layer whose points a person drags), says in words what Accept will do (updated as points move),
@@ -19,8 +19,13 @@ import numpy as np
 from qtpy.QtCore import QObject, Signal
 from qtpy.QtWidgets import QComboBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout, QWidget
 
+from napari_fibsem.core.automation.workflow import (
+    ValidationBroker,
+    ValidationRequest,
+    ValidationResult,
+    describe_accept,
+)
 from napari_fibsem.core.detection import CATALOGUE, DetectedFeatures
-from napari_fibsem.core.workflow import ValidationBroker, ValidationRequest, ValidationResult, describe_accept
 from napari_fibsem.widgets._common import alive
 from napari_fibsem.widgets._run_mask import MaskPalette
 

@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.detection.detect import detect_features
 from napari_fibsem.core.detection.draw import draw_features
-from napari_fibsem.core.imageio import ImageIOError, read_image, read_labels
-from napari_fibsem.core.keypoints import Keypoint
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.io.imageio import ImageIOError, read_image, read_labels
+from napari_fibsem.core.io.keypoints import Keypoint
 
 
 @dataclass
@@ -79,7 +79,7 @@ def detect_images(
 def save_png(path: Path, rgb) -> None:
     from PIL import Image
 
-    from napari_fibsem.core._atomic import atomic_path
+    from napari_fibsem.core.io.atomic import atomic_path
 
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as tmp:

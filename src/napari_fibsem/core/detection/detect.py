@@ -14,7 +14,6 @@ from typing import Any
 
 import numpy as np
 
-from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.detection.catalogue import ANY_FOREGROUND, CATALOGUE, FeatureSpec, get_feature
 from napari_fibsem.core.detection.locate import (
     Instance,
@@ -23,7 +22,8 @@ from napari_fibsem.core.detection.locate import (
     class_boxes,
     find_instances,
 )
-from napari_fibsem.core.keypoints import Keypoint
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.io.keypoints import Keypoint
 
 Point = tuple[float, float]
 

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 import numpy as np
 from PIL import Image, ImageDraw
 
-from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.detection.detect import DetectedFeatures
+from napari_fibsem.core.io.classes import ClassMap
 
 
 def to_display_uint8(image: np.ndarray) -> np.ndarray:

@@ -20,10 +20,10 @@ import tifffile
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from napari_fibsem.core._atomic import atomic_dir, atomic_write_text
 from napari_fibsem.core.events.crops import EventCrop, cut, event_crops, negative_crops
 from napari_fibsem.core.events.ground_truth import gaussian_maps
 from napari_fibsem.core.events.points import EventPoint, check_inside, read_points
+from napari_fibsem.core.io.atomic import atomic_dir, atomic_write_text
 
 MANUAL = "db_manual.yaml"
 _TIME_AXES = ("T", "Q", "I", "Z")  # plain stacks come as Q/I/Z: their pages are frames

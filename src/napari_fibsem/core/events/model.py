@@ -24,8 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_fibsem.core.classes import ClassMap
 from napari_fibsem.core.events.settings import EventSettings
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.bundle import (
     BUNDLE_KEY,

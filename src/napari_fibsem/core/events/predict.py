@@ -20,9 +20,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_fibsem.core._atomic import atomic_path, atomic_write_text
 from napari_fibsem.core.events.model import MIN_DISTANCE, EventModel, window_indices
 from napari_fibsem.core.events.peaks import Event, find_events
+from napari_fibsem.core.io.atomic import atomic_path, atomic_write_text
 from napari_fibsem.core.models.tiling import (
     crop_pads,
     effective_tile_size,

@@ -37,7 +37,7 @@ from typing import Any
 
 import yaml
 
-from napari_fibsem.core._atomic import atomic_write_text
+from napari_fibsem.core.io.atomic import atomic_write_text
 
 QUEUE_FILE = "events_queue.json"
 LOCK_FILE = "events_queue.lock"

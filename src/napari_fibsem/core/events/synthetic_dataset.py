@@ -24,10 +24,10 @@ import numpy as np
 import tifffile
 import yaml
 
-from napari_fibsem.core._atomic import atomic_dir
 from napari_fibsem.core.events.ingest import MANUAL
 from napari_fibsem.core.events.points import EventPoint
 from napari_fibsem.core.events.synthetic_movie import synthetic_movie
+from napari_fibsem.core.io.atomic import atomic_dir
 
 SHARED_METADATA = {
     "contributor": "napari-fibsem events synth",

@@ -40,7 +40,6 @@ import tifffile
 import torch
 import yaml
 
-from napari_fibsem.core._atomic import atomic_write_text
 from napari_fibsem.core.events.augment import augment_sample
 from napari_fibsem.core.events.distributed import data_parallel, shard
 from napari_fibsem.core.events.evaluate import (  # noqa: F401  (THRESHOLDS ... evaluate_maps: re-exported)
@@ -67,6 +66,7 @@ from napari_fibsem.core.events.model import (
 from napari_fibsem.core.events.points import EventPoint
 from napari_fibsem.core.events.settings import EventSettings
 from napari_fibsem.core.events.training_sets import SET_FILE, read_set
+from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.training.checkpointing import BEST, METRICS_CSV
 from napari_fibsem.core.training.data import TrainingSetupError
 from napari_fibsem.core.training.ddp import (

@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 import yaml
 
-from napari_fibsem.core._atomic import atomic_write_text
 from napari_fibsem.core.events.catalogue import CatalogueError, EventIndex
+from napari_fibsem.core.io.atomic import atomic_write_text
 
 SET_FILE = "set.yaml"
 

@@ -18,9 +18,9 @@ import dataclasses
 import math
 from dataclasses import dataclass, replace
 
-from napari_fibsem.core._synthetic_layout import random_layout
-from napari_fibsem.core._synthetic_objects import _RectObject
-from napari_fibsem.core.synthetic import (
+from napari_fibsem.core.synthetic.layout import random_layout
+from napari_fibsem.core.synthetic.objects import _RectObject
+from napari_fibsem.core.synthetic.scene import (
     CopperAdaptor,
     Lamella,
     LandingPost,

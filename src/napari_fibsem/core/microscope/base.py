@@ -30,7 +30,7 @@ from typing import Any, TypeVar
 
 import numpy as np
 
-from napari_fibsem.core.imageio import FibsemImage, ImageMetadata, write_image
+from napari_fibsem.core.io.imageio import FibsemImage, ImageMetadata, write_image
 from napari_fibsem.core.microscope import gas, geometry
 from napari_fibsem.core.microscope.config import MicroscopeConfig
 from napari_fibsem.core.microscope.errors import (

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from napari_fibsem.core._atomic import atomic_write_text
+from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.microscope.errors import AdapterNotAvailable
 
 if TYPE_CHECKING:

@@ -24,7 +24,7 @@ from napari_fibsem.core.microscope.structures import now_iso, to_dict
 
 def jsonable(obj: Any) -> Any:
     """Plain JSON data for anything an operation takes or returns."""
-    from napari_fibsem.core.imageio import FibsemImage  # light; avoids a cycle at import
+    from napari_fibsem.core.io.imageio import FibsemImage  # light; avoids a cycle at import
 
     if isinstance(obj, FibsemImage):
         m = obj.metadata

@@ -60,7 +60,7 @@ from napari_fibsem.core.microscope.structures import (
     StagePosition,
     pattern_bounds,
 )
-from napari_fibsem.core.synthetic import Lamella, SceneConfig, Trench, random_style, render
+from napari_fibsem.core.synthetic.scene import Lamella, SceneConfig, Trench, random_style, render
 
 FAULT_KINDS = ("acquisition", "stage_timeout", "connection_loss", "gis_open", "gis_close")
 ROOM_K = 295.15

@@ -24,8 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_fibsem.core._atomic import atomic_path
-from napari_fibsem.core.classes import ClassMap, ClassMapError
+from napari_fibsem.core.io.atomic import atomic_path
+from napari_fibsem.core.io.classes import ClassMap, ClassMapError
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.normalization import Normalization
 from napari_fibsem.core.models.scaling import check_input_scale

@@ -29,8 +29,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from napari_fibsem.core._atomic import atomic_path
 from napari_fibsem.core._optional import require
+from napari_fibsem.core.io.atomic import atomic_path
 from napari_fibsem.core.models.bundle import BundleMetadata
 from napari_fibsem.core.models.onnx_backend import METADATA_KEY
 from napari_fibsem.core.models.winograd import is_plain_3x3, use_winograd

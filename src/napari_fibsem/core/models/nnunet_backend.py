@@ -15,7 +15,7 @@ numbers can be trusted to match a model someone validated with nnU-Net:
 
 Logits are accumulated in float32 where nnU-Net's predictor uses float16: probabilities match
 the predictor to ~1e-6 when its accumulator is switched to float32, and to a few 1e-3 as shipped
-(tests/core/test_models_nnunet.py checks both). Only 2D configurations with unit spacing
+(tests/core/models/test_nnunet.py checks both). Only 2D configurations with unit spacing
 (what 2D TIFF/PNG datasets give) and one input channel are supported; 3D, cascades, region-based
 training and custom preprocessors are refused with a clear message.
 """
@@ -32,7 +32,7 @@ from typing import Any
 import numpy as np
 
 from napari_fibsem.core._optional import require
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError, Prediction, as_2d_image
 from napari_fibsem.core.models.nnunet_folder import (
     DEFAULT_CHECKPOINT,

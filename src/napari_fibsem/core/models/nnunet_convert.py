@@ -32,10 +32,10 @@ from pathlib import Path
 
 import numpy as np
 
-from napari_fibsem.core._atomic import atomic_dir
-from napari_fibsem.core.classes import ClassMap
-from napari_fibsem.core.dataset import DatasetError, Sample, discover, validate
-from napari_fibsem.core.imageio import read_image, read_labels, write_image, write_labels
+from napari_fibsem.core.data.dataset import DatasetError, Sample, discover, validate
+from napari_fibsem.core.io.atomic import atomic_dir
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.io.imageio import read_image, read_labels, write_image, write_labels
 
 FILE_ENDING = ".tif"
 READER = "NaturalImage2DIO"

@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_fibsem.core.classes import ClassMap, ClassMapError
+from napari_fibsem.core.io.classes import ClassMap, ClassMapError
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.nnunet_convert import METADATA_KEY
 

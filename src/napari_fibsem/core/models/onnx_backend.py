@@ -22,7 +22,7 @@ from typing import Any, Literal
 import numpy as np
 
 from napari_fibsem.core._optional import require
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError, TiledSegmentationModel
 from napari_fibsem.core.models.bundle import BundleMetadata, openfibsem_class_map
 from napari_fibsem.core.models.formats import looks_like_onnx

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError, TiledSegmentationModel
 from napari_fibsem.core.models.bundle import (
     BundleMetadata,

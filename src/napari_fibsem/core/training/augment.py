@@ -22,7 +22,7 @@ from napari_fibsem.core.training.losses import IGNORE
 
 
 class EMAugment:
-    """A :data:`~napari_fibsem.core.dataset.Transform`: ``(image, mask, rng) -> (image, mask)``.
+    """A :data:`~napari_fibsem.core.data.dataset.Transform`: ``(image, mask, rng) -> (image, mask)``.
 
     ``crop_size`` (height, width) cuts a random window of that size (reflect-padding images that
     are smaller), so images of different sizes batch together; ``None`` keeps the full frame.

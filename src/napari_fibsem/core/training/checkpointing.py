@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from napari_fibsem.core._atomic import atomic_path
+from napari_fibsem.core.io.atomic import atomic_path
 from napari_fibsem.core.training.data import TrainingSetupError
 
 STATE_KEY = "napari_fibsem_training_state"

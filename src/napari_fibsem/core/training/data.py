@@ -15,8 +15,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from napari_fibsem.core.classes import AUTOLAMELLA_CLASSES, ClassMap
-from napari_fibsem.core.dataset import (
+from napari_fibsem.core.data.dataset import (
     DatasetError,
     DatasetIndex,
     Sample,
@@ -25,6 +24,7 @@ from napari_fibsem.core.dataset import (
     split,
     validate,
 )
+from napari_fibsem.core.io.classes import AUTOLAMELLA_CLASSES, ClassMap
 from napari_fibsem.core.training.augment import EMAugment
 from napari_fibsem.core.training.config import TrainingConfig
 from napari_fibsem.core.training.losses import IGNORE

@@ -16,8 +16,8 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
-from napari_fibsem.core._atomic import atomic_write_text
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.atomic import atomic_write_text
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.training.config import TrainingConfig
 
 Write = Callable[[str], None]

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 import yaml
 
-from napari_fibsem.core._atomic import atomic_write_text
+from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.training import checkpointing as ck
 from napari_fibsem.core.training.config import TrainingConfig
 from napari_fibsem.core.training.data import (

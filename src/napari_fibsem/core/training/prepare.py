@@ -13,7 +13,7 @@ from typing import Any, Literal
 
 import torch
 
-from napari_fibsem.core.classes import ClassMap
+from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.normalization import Normalization
 from napari_fibsem.core.training.checkpointing import load_training_state, resume_conflicts, state_path_for

@@ -1,0 +1,1 @@
+"""Automated runs: workflow steps, alignment, the data engine, the closed loop and run set-up."""

@@ -1,0 +1,1 @@
+"""Comparing checkpoints on labelled keypoints: the run, its plots and its report."""

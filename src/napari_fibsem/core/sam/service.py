@@ -1,0 +1,484 @@
+"""SAM / MobileSAM prompt service: cached image embeddings, background prefetch, prompts -> mask.
+
+Headless: the labelling widget owns one :class:`SamService` and calls it from worker threads.
+
+* ``embed(image)`` runs the image encoder at most once per image content + model +
+  preprocessing: results are kept in a RAM LRU and on disk (``$NAPARI_FIBSEM_CACHE`` or the user
+  cache folder), so revisiting an image costs no encoder run, also after a restart.
+* ``prefetch(images)`` computes neighbours' embeddings on one background thread while the person
+  labels; ``embed`` of an image that is being prefetched waits for that job instead of starting a
+  second encoder run, and the current image goes first (no new prefetch job starts while an
+  ``embed`` call is waiting). Callbacks are plain callables, called on the thread that did the
+  work: a Qt widget must hand them over to its own thread (e.g. by emitting a signal).
+* ``predict(embedding, points, labels, box)`` turns prompts into a mask of the image's size with
+  the model's prompt encoder and mask decoder, reorganised for speed (``sam.decoder``).
+
+Grayscale normalisation follows one fixed rule (``sam.cache``): an intensity window given to
+the service, else a fixed mapping per dtype; images go to the encoder as gray repeated over RGB.
+"""
+
+from __future__ import annotations
+
+import atexit
+import logging
+import threading
+import time
+import weakref
+from collections import deque
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import Future
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from napari_fibsem.core.sam.cache import (
+    DiskCache,
+    RamCache,
+    cache_root,
+    check_image,
+    check_window,
+    embedding_key,
+    folder_window,
+    image_sha1,
+    normalise,
+)
+from napari_fibsem.core.sam.models import (
+    SAM_VARIANTS,
+    SamCheckpointError,
+    SamModel,
+    detect_model_type,
+    load_sam,
+    reference_predictor,
+)
+
+__all__ = [
+    "SAM_VARIANTS",
+    "Embedding",
+    "EmbeddingReady",
+    "MaskResult",
+    "PrefetchProgress",
+    "SamCheckpointError",
+    "SamModel",
+    "SamService",
+    "detect_model_type",
+    "folder_window",
+    "input_size_for",
+    "load_sam",
+    "reference_predictor",
+]
+
+log = logging.getLogger(__name__)
+
+# Services whose prefetch thread may still run. Python does not wait for daemon threads at exit,
+# and one still inside the encoder while the interpreter tears down makes torch's thread pool call
+# std::terminate ("terminate called without an active exception"): close them all at exit.
+_LIVE: weakref.WeakSet[SamService] = weakref.WeakSet()
+
+
+@atexit.register
+def _close_live_services() -> None:
+    for service in list(_LIVE):
+        service.close()
+
+
+@dataclass(frozen=True, eq=False)
+class Embedding:
+    """Image-encoder output plus what is needed to map prompts and masks back to the image."""
+
+    features: Any  # torch.Tensor, 1 x 256 x 64 x 64, on the model's device
+    original_size: tuple[int, int]  # image (H, W)
+    input_size: tuple[int, int]  # resized (h, w) before padding to the encoder's square input
+    key: str  # cache key (image content + model + preprocessing + version)
+    model_identity: str
+
+
+@dataclass(frozen=True, eq=False)
+class MaskResult:
+    mask: np.ndarray  # bool, image (H, W)
+    score: float  # the model's predicted IoU of this mask
+    low_res_logits: np.ndarray  # 256 x 256 float32; can be passed back as ``mask_input``
+
+
+@dataclass(frozen=True)
+class EmbeddingReady:
+    """Sent to ``on_ready`` whenever an embedding becomes available in RAM."""
+
+    key: str
+    tag: Hashable | None
+    source: Literal["encoder", "disk", "ram"]
+    seconds: float
+
+
+@dataclass(frozen=True)
+class PrefetchProgress:
+    """Sent to ``on_progress`` after each prefetch job: ``done`` of ``total`` since the queue was last empty."""
+
+    done: int
+    total: int
+
+
+@dataclass
+class _Job:
+    key: str
+    signature: dict[str, Any]
+    image: np.ndarray
+    tag: Hashable | None
+
+
+def input_size_for(shape: tuple[int, int], long_side: int = 1024) -> tuple[int, int]:
+    """Size of the image after scaling its long side to ``long_side`` (SAM's rounding)."""
+    h, w = shape
+    scale = long_side / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+class SamService:
+    """One SAM model with an embedding cache, a prefetch thread and a fast prompt -> mask path.
+
+    Thread-safe: ``embed``, ``prefetch``, ``cancel`` and ``predict`` may be called from any thread.
+    ``encoder_runs`` counts image-encoder forward passes (tests and benchmarks assert on it).
+    """
+
+    def __init__(
+        self,
+        model: SamModel,
+        *,
+        window: tuple[float, float] | None = None,
+        ram_cache_size: int = 8,
+        disk_cache: bool = True,
+        cache_dir: str | Path | None = None,
+        disk_cache_max_bytes: int = 2 * 1024**3,
+        on_ready: Callable[[EmbeddingReady], None] | None = None,
+        on_progress: Callable[[PrefetchProgress], None] | None = None,
+    ) -> None:
+        from napari_fibsem.core.sam.decoder import FastDecoder
+
+        self.model = model
+        self.window = check_window(window)
+        self.on_ready = on_ready
+        self.on_progress = on_progress
+        self._ram = RamCache(ram_cache_size)
+        folder = Path(cache_dir) if cache_dir is not None else cache_root() / "sam_embeddings"
+        self._disk = DiskCache(folder, disk_cache_max_bytes) if disk_cache else None
+        self._decoder = FastDecoder(model.model)
+        self._img_size = int(model.model.image_encoder.img_size)
+        self._lock = threading.Lock()
+        self._cond = threading.Condition(self._lock)
+        self._encoder_lock = threading.Lock()
+        self._decode_lock = threading.Lock()
+        self._pending: deque[_Job] = deque()
+        self._inflight: dict[str, Future] = {}
+        self._foreground = 0
+        self._worker: threading.Thread | None = None
+        self._worker_busy = False
+        self._closed = False
+        self._done = 0
+        self._total = 0
+        self.encoder_runs = 0
+        self._warm = False
+        _LIVE.add(self)
+
+    # -- keys and cache -------------------------------------------------------------------------
+
+    def _key(self, image: np.ndarray) -> tuple[str, dict[str, Any]]:
+        from napari_fibsem import __version__
+
+        return embedding_key(image_sha1(image), self.model.identity, self.window, self._img_size, __version__)
+
+    def key_for(self, image: np.ndarray) -> str:
+        """The cache key of ``image`` under this service's model and normalisation."""
+        return self._key(check_image(image))[0]
+
+    def is_cached(self, image: np.ndarray) -> bool:
+        """Whether ``embed(image)`` would run no encoder (in RAM or on disk)."""
+        key = self.key_for(image)
+        return key in self._ram or (self._disk is not None and self._disk.path(key).is_file())
+
+    def clear_ram_cache(self) -> None:
+        self._ram.clear()
+
+    # -- embedding ------------------------------------------------------------------------------
+
+    def _encode(self, image: np.ndarray):
+        """Normalise, resize the long side to the encoder's size, repeat gray to RGB, pad, encode."""
+        import torch
+        import torch.nn.functional as F
+
+        sam = self.model.model
+        x = torch.from_numpy(normalise(image, self.window)).to(sam.device)
+        x = x[None, None] if x.ndim == 2 else x.permute(2, 0, 1)[None]
+        input_size = input_size_for(x.shape[-2:], self._img_size)
+        with torch.inference_mode():
+            x = F.interpolate(x, input_size, mode="bilinear", align_corners=False, antialias=True)
+            x = (x - sam.pixel_mean) / sam.pixel_std  # a 1-channel image broadcasts to 3 channels
+            x = F.pad(x, (0, self._img_size - input_size[1], 0, self._img_size - input_size[0]))
+            features = sam.image_encoder(x)
+        with self._lock:
+            self.encoder_runs += 1
+        return features, input_size
+
+    def _compute(self, key: str, signature: dict[str, Any], image: np.ndarray, tag: Hashable | None) -> Embedding:
+        """Disk cache, else the encoder (one at a time); the result goes to RAM (and disk)."""
+        import torch
+
+        t0 = time.perf_counter()
+        source: Literal["encoder", "disk"] = "disk"
+        stored = self._disk.load(key, signature) if self._disk is not None else None
+        if stored is not None:
+            features = torch.from_numpy(stored["features"]).to(self.model.model.device)
+            emb = Embedding(features, stored["original_size"], stored["input_size"], key, self.model.identity)
+        else:
+            source = "encoder"
+            with self._encoder_lock:
+                features, input_size = self._encode(image)
+            emb = Embedding(features, tuple(image.shape[:2]), input_size, key, self.model.identity)
+            if self._disk is not None:
+                try:
+                    self._disk.save(key, signature, features.float().cpu().numpy(), emb.original_size, input_size)
+                except OSError as e:  # a full or read-only disk costs a recompute later, nothing else
+                    log.warning("could not write SAM embedding cache %s: %s", self._disk.path(key), e)
+        self._ram.put(key, emb)
+        self._notify_ready(EmbeddingReady(key, tag, source, time.perf_counter() - t0))
+        return emb
+
+    def embed(self, image: np.ndarray, tag: Hashable | None = None) -> Embedding:
+        """The embedding of ``image``: from RAM, disk, a running prefetch, or the encoder (in that order)."""
+        image = check_image(image)
+        key, signature = self._key(image)
+        emb = self._ram.get(key)
+        if emb is not None:
+            self._notify_ready(EmbeddingReady(key, tag, "ram", 0.0))
+            return emb
+        with self._lock:
+            self._foreground += 1
+            future = self._inflight.get(key)
+            owner = future is None
+            if owner:
+                for job in list(self._pending):  # we take this one over, now
+                    if job.key == key:
+                        self._pending.remove(job)
+                future = self._inflight[key] = Future()
+        try:
+            if not owner:
+                return future.result()
+            try:
+                emb = self._compute(key, signature, image, tag)
+            except BaseException as e:
+                future.set_exception(e)
+                raise
+            future.set_result(emb)
+            return emb
+        finally:
+            with self._cond:
+                self._foreground -= 1
+                if owner:
+                    self._inflight.pop(key, None)
+                self._cond.notify_all()
+
+    # -- background prefetch --------------------------------------------------------------------
+
+    def prefetch(self, images: Iterable[np.ndarray], tags: Sequence[Hashable] | None = None,
+                 replace: bool = False) -> int:
+        """Queue embeddings to compute in the background; returns how many were queued.
+
+        Images already in RAM, queued or being computed are skipped. ``replace=True`` drops the
+        jobs still pending first (e.g. the neighbours of the image the person just left).
+        """
+        images = list(images)
+        if tags is not None and len(tags) != len(images):
+            raise ValueError(f"{len(tags)} tags for {len(images)} images")
+        jobs = []
+        for i, image in enumerate(images):
+            image = np.array(check_image(image), copy=True)  # the caller may reuse its buffer
+            key, signature = self._key(image)
+            jobs.append(_Job(key, signature, image, None if tags is None else tags[i]))
+        with self._cond:
+            if self._closed:
+                raise RuntimeError("SamService is closed")
+            if replace:
+                self._drop_pending()
+            queued = {j.key for j in self._pending} | set(self._inflight)
+            n = 0
+            for job in jobs:
+                if job.key in queued or job.key in self._ram:
+                    continue
+                queued.add(job.key)
+                self._pending.append(job)
+                self._total += 1
+                n += 1
+            if n and (self._worker is None or not self._worker.is_alive()):
+                self._worker = threading.Thread(target=self._run_worker, name="napari-fibsem-sam-prefetch", daemon=True)
+                self._worker.start()
+            self._cond.notify_all()
+        return n
+
+    def _drop_pending(self) -> int:
+        n = len(self._pending)
+        self._pending.clear()
+        self._total -= n
+        if not self._worker_busy:
+            self._done = self._total = 0
+        return n
+
+    def cancel(self) -> int:
+        """Drop pending prefetch jobs (a job already running finishes); returns how many were dropped."""
+        with self._cond:
+            n = self._drop_pending()
+            self._cond.notify_all()
+        return n
+
+    @property
+    def pending(self) -> int:
+        """Prefetch jobs queued and not started."""
+        with self._lock:
+            return len(self._pending)
+
+    def wait_idle(self, timeout: float | None = None) -> bool:
+        """Block until no prefetch job is queued or running; False on timeout."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._pending or self._worker_busy:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return False
+                self._cond.wait(remaining)
+        return True
+
+    def _run_worker(self) -> None:
+        while True:
+            with self._cond:
+                while not self._closed and (not self._pending or self._foreground > 0):
+                    self._cond.wait()
+                if self._closed:
+                    return
+                job = self._pending.popleft()
+                future = self._inflight[job.key] = Future()
+                self._worker_busy = True
+            try:
+                future.set_result(self._compute(job.key, job.signature, job.image, job.tag))
+            except Exception as e:  # reported to whoever waits on it; the worker carries on
+                log.exception("SAM prefetch of %s failed", job.tag if job.tag is not None else job.key[:8])
+                future.set_exception(e)
+            with self._cond:
+                self._inflight.pop(job.key, None)
+                self._worker_busy = False
+                self._done += 1
+                progress = PrefetchProgress(self._done, self._total)
+                if not self._pending:
+                    self._done = self._total = 0
+                self._cond.notify_all()
+            self._call(self.on_progress, progress)
+
+    def close(self) -> None:
+        """Stop the prefetch thread (after its current job); pending jobs are dropped."""
+        with self._cond:
+            self._closed = True
+            self._pending.clear()
+            self._cond.notify_all()
+            worker = self._worker
+        if worker is not None and worker is not threading.current_thread():
+            worker.join()
+
+    def __enter__(self) -> SamService:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+    def _notify_ready(self, event: EmbeddingReady) -> None:
+        self._call(self.on_ready, event)
+
+    @staticmethod
+    def _call(callback: Callable | None, payload: Any) -> None:
+        if callback is None:
+            return
+        try:
+            callback(payload)
+        except Exception:  # a broken listener must not kill the worker or the embed call
+            log.exception("SAM service callback %r failed", callback)
+
+    # -- prompts -> mask ------------------------------------------------------------------------
+
+    def warm_up(self, embedding: Embedding) -> None:
+        """Decode one throwaway prompt, once per service: the first decode pays one-time set-up
+        (~0.5 s on 2 cores, against ~0.1 s later), which a person's first click should not."""
+        if self._warm:
+            return
+        h, w = embedding.original_size
+        self.predict(embedding, [(w / 2, h / 2)], [1], multimask=True)
+        self._warm = True
+
+    def predict(
+        self,
+        embedding: Embedding,
+        points: Sequence[tuple[float, float]] | np.ndarray | None = None,
+        labels: Sequence[int] | np.ndarray | None = None,
+        box: tuple[float, float, float, float] | None = None,
+        multimask: bool = False,
+        mask_input: np.ndarray | None = None,
+    ) -> MaskResult:
+        """Mask for point prompts (``labels`` 1 = object, 0 = background) and/or a box.
+
+        Coordinates are image pixels, x right and y down, pixel centres at integers (as in
+        napari). ``multimask=True`` lets the model choose among its three proposals (better for a
+        single ambiguous click) and returns the one with the highest predicted IoU.
+        """
+        if embedding.model_identity != self.model.identity:
+            raise ValueError(f"embedding was computed by model {embedding.model_identity}, "
+                             f"this service runs {self.model.identity}")
+        h, w = embedding.original_size
+        coords, labs, box_arr = _check_prompts(points, labels, box, (h, w))
+        if mask_input is not None:
+            mask_input = np.asarray(mask_input, dtype=np.float32)
+            if mask_input.shape[-2:] != (256, 256) or mask_input.size != 256 * 256:
+                raise ValueError(f"mask_input must be the 256x256 low_res_logits of a previous result, "
+                                 f"got shape {mask_input.shape}")
+        h_in, w_in = embedding.input_size
+        scale = np.array([w_in / w, h_in / h])
+        if coords is not None:
+            coords = coords * scale
+        if box_arr is not None:
+            box_arr = (box_arr.reshape(2, 2) * scale).reshape(4)
+        with self._decode_lock:
+            mask, score, low = self._decoder.predict(
+                embedding.key, embedding.features, embedding.input_size, embedding.original_size,
+                coords, labs, box_arr, mask_input, multimask, float(self.model.model.mask_threshold))
+        return MaskResult(mask, score, low)
+
+
+def _check_prompts(points, labels, box, shape: tuple[int, int]):
+    """Validated prompts as arrays; one clear error per kind of bad input."""
+    h, w = shape
+    lo_x, hi_x, lo_y, hi_y = -0.5, w - 0.5, -0.5, h - 0.5
+    coords = labs = box_arr = None
+    if points is not None and len(points) > 0:
+        coords = np.asarray(points, dtype=np.float64)
+        if coords.ndim != 2 or coords.shape[1] != 2:
+            raise ValueError(f"points must be (x, y) pairs, got an array of shape {coords.shape}")
+        if labels is None or len(labels) != len(coords):
+            raise ValueError(f"{len(coords)} points need as many labels, got "
+                             f"{'none' if labels is None else len(labels)}")
+        labs = np.asarray(labels)
+        if not np.isin(labs, (0, 1)).all():
+            raise ValueError(f"point labels must be 1 (object) or 0 (background), got {sorted(set(labs.tolist()))}")
+        bad = ~(np.isfinite(coords).all(1) & (coords[:, 0] >= lo_x) & (coords[:, 0] <= hi_x)
+                & (coords[:, 1] >= lo_y) & (coords[:, 1] <= hi_y))
+        if bad.any():
+            raise ValueError(f"point {tuple(coords[bad][0].tolist())} (x, y) lies outside the {w}x{h} image")
+        labs = labs.astype(np.int64)
+    elif labels is not None and len(labels) > 0:
+        raise ValueError(f"{len(labels)} labels given without points")
+    if box is not None:
+        box_arr = np.asarray(box, dtype=np.float64).reshape(-1)
+        if box_arr.size != 4 or not np.isfinite(box_arr).all():
+            raise ValueError(f"box must be four finite numbers (x0, y0, x1, y1), got {box}")
+        x0, x1 = sorted(box_arr[[0, 2]])
+        y0, y1 = sorted(box_arr[[1, 3]])
+        if x0 < lo_x or y0 < lo_y or x1 > hi_x or y1 > hi_y:
+            raise ValueError(f"box {tuple(box_arr.tolist())} (x0, y0, x1, y1) extends outside the {w}x{h} image")
+        box_arr = np.array([x0, y0, x1, y1])
+    if coords is None and box_arr is None:
+        raise ValueError("predict needs at least one point or a box")
+    return coords, labs, box_arr
