@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import tifffile
@@ -89,6 +91,46 @@ def test_points_group_by_space_and_time():
     pts = [EventPoint(5, 10, 10), EventPoint(6, 12, 11), EventPoint(7, 13, 12), EventPoint(6, 80, 80), EventPoint(20, 10, 10)]
     groups = group_points(pts, link_distance=5, link_frames=1)
     assert [len(g) for g in groups] == [3, 1, 1]
+
+
+def _brute_force_groups(pts, link_distance, link_frames):
+    """Every pair checked (distance and frame gap both inclusive), flood fill, same ordering rule."""
+    seen, groups = set(), []
+    for start in range(len(pts)):
+        if start in seen:
+            continue
+        seen.add(start)
+        todo, members = [start], []
+        while todo:
+            a = todo.pop()
+            members.append(a)
+            for b in range(len(pts)):
+                near = math.hypot(pts[a].y - pts[b].y, pts[a].x - pts[b].x) <= link_distance
+                if b not in seen and near and abs(pts[a].frame - pts[b].frame) <= link_frames:
+                    seen.add(b)
+                    todo.append(b)
+        groups.append([pts[i] for i in sorted(members)])
+    return sorted(groups, key=lambda g: (min(p.frame for p in g), g[0].y, g[0].x))
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_point_groups_match_a_brute_force_grouping_ties_included(seed):
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(0, 50))
+    if seed % 2:  # integer grid: many pairs sit exactly at the radius (3-4-5 triangles, radius 5)
+        pts = [EventPoint(int(rng.integers(0, 8)), float(rng.integers(0, 16)), float(rng.integers(0, 16))) for _ in range(n)]
+        link_distance, link_frames = float(rng.choice([0, 1, 2**0.5, 5])), int(rng.integers(0, 3))
+    else:
+        pts = [EventPoint(int(rng.integers(0, 30)), float(rng.uniform(0, 100)), float(rng.uniform(0, 100))) for _ in range(n)]
+        link_distance, link_frames = float(rng.uniform(0, 20)), int(rng.integers(0, 4))
+    expected = _brute_force_groups(pts, link_distance, link_frames)
+    assert group_points(pts, link_distance, link_frames) == expected
+
+
+def test_points_exactly_at_the_limits_join():
+    pts = [EventPoint(0, 0.0, 0.0), EventPoint(2, 3.0, 4.0), EventPoint(5, 3.0, 4.0)]
+    assert [len(g) for g in group_points(pts, link_distance=5, link_frames=2)] == [2, 1]
+    assert [len(g) for g in group_points(pts, link_distance=4.999, link_frames=3)] == [1, 2]
 
 
 def _dataset(root, seed=0, channel=False, manual=None):

@@ -170,12 +170,32 @@ def test_a_running_item_whose_process_lives_is_left_alone(tmp_path):
 
 def test_a_live_lock_refuses_a_second_scheduler(tmp_path):
     a = make_settings(tmp_path, "a")
-    (tmp_path / LOCK_FILE).write_text(
-        json.dumps({"pid": os.getpid(), "host": __import__("socket").gethostname()})
-    )
-    with pytest.raises(ScheduleError, match="in use by process"):
-        schedule([a], command=fake_command)
+    holder = subprocess.Popen(  # another scheduler, holding the queue's OS lock until its stdin closes
+        [sys.executable, "-c", "import sys; from pathlib import Path; from napari_fibsem.core.events.schedule "
+         f"import queue_lock\nwith queue_lock(Path({str(tmp_path)!r})):\n print('held', flush=True); sys.stdin.read()"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        with pytest.raises(ScheduleError, match="in use by process") as refused:
+            schedule([a], command=fake_command)
+        assert f"process {holder.pid} on" in str(refused.value)
+    finally:
+        holder.communicate("")
     assert records(tmp_path) == []
+    schedule([a], command=fake_command)  # released with its holder
+    assert [r["name"] for r in records(tmp_path)] == ["a"]
+
+
+def test_a_crashed_holder_releases_the_lock_even_when_its_pid_is_reused(tmp_path):
+    """The old PID check took a lock over only when its pid was dead: a reused pid blocked the
+    queue. The OS lock goes with its process, whatever the leftover files say."""
+    a = make_settings(tmp_path, "a")
+    (tmp_path / LOCK_FILE).write_text("")
+    (tmp_path / sched.OWNER_FILE).write_text(json.dumps({"pid": os.getpid(), "host": "here"}))
+    schedule([a], command=fake_command)
+    assert [r["name"] for r in records(tmp_path)] == ["a"]
+    assert not (tmp_path / LOCK_FILE).exists() and not (tmp_path / sched.OWNER_FILE).exists()
 
 
 def test_missing_settings_file_is_named(tmp_path):

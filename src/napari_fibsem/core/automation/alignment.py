@@ -7,6 +7,12 @@ gradients (long periods) do not vote; a window stops the image borders from look
 strong edge that does not move; the sub-pixel peak comes from evaluating the band-limited
 correlation on a fine grid around the integer peak (matrix-multiply DFT, no full upsampling).
 
+Why not ``skimage.registration.phase_cross_correlation``: it has no band-pass or window, which
+is what keeps the estimate stable on FIB/SEM pairs. ``benchmarks/alignment.py`` (3 scenes of
+1024x1536, 2-core CPU) measured mean/max error 0.11/0.13 px (re-rendered pairs) and 0.14/0.27 px
+(sub-pixel pairs) here with a x20 grid, against 0.42/0.77 px and 0.45/0.57 px for scikit-image
+with ``upsample_factor=20`` (it is faster: 0.54 s against 1.0 s per pair).
+
 Sign conventions (the one thing callers get wrong):
 
 * :class:`ShiftEstimate` ``(dx_px, dy_px)`` is how far the content of ``image`` moved relative

@@ -13,6 +13,9 @@ import hashlib
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.sparse import coo_matrix
+from scipy.sparse.csgraph import connected_components
+from scipy.spatial import cKDTree
 
 from napari_fibsem.core.events.points import EventPoint
 
@@ -39,25 +42,31 @@ class EventCrop:
 
 
 def group_points(points: list[EventPoint], link_distance: float = 10.0, link_frames: int = 2) -> list[list[EventPoint]]:
-    """Union points within ``link_distance`` px and ``link_frames`` frames of each other into events."""
+    """Join points within ``link_distance`` px (inclusive) and ``link_frames`` frames (inclusive) into events.
+
+    A k-d tree finds the candidate pairs (no N x N matrix, so thousands of points stay cheap); each
+    candidate is then checked with the exact rule, so ties at the radius behave as before.
+    """
     n = len(points)
-    parent = list(range(n))
-
-    def find(i: int) -> int:
-        while parent[i] != i:
-            parent[i] = parent[parent[i]]
-            i = parent[i]
-        return i
-
-    if n:
+    labels = np.arange(n)
+    if n > 1 and link_distance >= 0 and link_frames >= 0:
         arr = np.array([[p.frame, p.y, p.x] for p in points], dtype=np.float64)
-        dt = np.abs(arr[:, None, 0] - arr[None, :, 0])
-        ds = np.hypot(arr[:, None, 1] - arr[None, :, 1], arr[:, None, 2] - arr[None, :, 2])
-        for i, j in zip(*np.nonzero(np.triu((dt <= link_frames) & (ds <= link_distance), 1))):
-            parent[find(int(i))] = find(int(j))
+        finite = np.flatnonzero(np.isfinite(arr).all(axis=1))  # points read from files always are
+        # Frames scaled so ``link_frames`` spans ``link_distance``: the tree's ball then holds every
+        # pair that passes both limits (widened a hair so rounding never drops a tie).
+        bounded = 0 < link_distance < np.inf and 0 < link_frames < np.inf
+        scale = link_distance / link_frames if bounded else 1.0
+        radius = float(np.hypot(link_frames * scale, link_distance)) * (1 + 1e-9) + 1e-12
+        pairs = cKDTree(arr[finite] * [scale, 1.0, 1.0]).query_pairs(radius, output_type="ndarray")
+        i, j = finite[pairs[:, 0]], finite[pairs[:, 1]]
+        dt = np.abs(arr[i, 0] - arr[j, 0])
+        ds = np.hypot(arr[i, 1] - arr[j, 1], arr[i, 2] - arr[j, 2])
+        keep = (dt <= link_frames) & (ds <= link_distance)
+        graph = coo_matrix((np.ones(int(keep.sum())), (i[keep], j[keep])), shape=(n, n))
+        labels = connected_components(graph, directed=False)[1]
     groups: dict[int, list[EventPoint]] = {}
-    for i, p in enumerate(points):
-        groups.setdefault(find(i), []).append(p)
+    for label, p in zip(labels.tolist(), points):
+        groups.setdefault(label, []).append(p)
     return sorted(groups.values(), key=lambda g: (min(p.frame for p in g), g[0].y, g[0].x))
 
 

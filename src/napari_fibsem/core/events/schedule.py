@@ -11,10 +11,12 @@ Running the schedule again adds new settings files, skips finished ones and rest
 ``retry_failed``. With several GPUs, one run per GPU goes at a time (``CUDA_VISIBLE_DEVICES`` set
 per subprocess); otherwise they run one after another.
 
-Only one scheduler works on a queue at a time: it holds ``events_queue.lock``, created with
-``O_EXCL`` (atomic on every platform, Windows included) and taken over when the process that
-wrote it is gone. The JSON is replaced atomically (``os.replace``) after every change, so a crash
-never leaves it half written.
+Only one scheduler works on a queue at a time: it holds an OS lock on ``events_queue.lock``
+(``filelock``: ``flock`` on POSIX, ``msvcrt.locking`` on Windows), which the OS drops when the
+process dies however it dies, so a crashed scheduler never blocks the queue and a reused process id
+cannot fake a live one. ``events_queue.owner.json`` beside it names the holder, only so that a
+refused scheduler can say who holds the queue. The JSON is replaced atomically (``os.replace``)
+after every change, so a crash never leaves it half written.
 """
 
 from __future__ import annotations
@@ -36,11 +38,13 @@ from queue import SimpleQueue
 from typing import Any
 
 import yaml
+from filelock import FileLock, Timeout
 
 from napari_fibsem.core.io.atomic import atomic_write_text
 
 QUEUE_FILE = "events_queue.json"
 LOCK_FILE = "events_queue.lock"
+OWNER_FILE = "events_queue.owner.json"
 LOG_DIR = "events_queue_logs"
 Command = Callable[[Path], Sequence[str]]
 """Builds the command line that trains one settings file."""
@@ -165,34 +169,29 @@ def pid_alive(pid: int | None) -> bool:
 
 @contextlib.contextmanager
 def queue_lock(folder: Path) -> Iterator[None]:
-    """Hold the queue's lock file; a lock left by a process that is gone is taken over."""
-    path = folder / LOCK_FILE
-    me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
-    for attempt in range(2):
-        try:
-            fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-        except FileExistsError:
-            try:
-                owner = json.loads(path.read_text(encoding="utf-8"))
-            except (OSError, ValueError):
-                owner = {}
-            other_host = owner.get("host") not in (None, me["host"])
-            if attempt == 0 and not other_host and not pid_alive(owner.get("pid")):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()  # stale: its scheduler died
-                continue
-            raise ScheduleError(
-                f"{folder}: the queue is in use by process {owner.get('pid')} on {owner.get('host')} "
-                f"since {owner.get('since')}; if that scheduler is gone, delete {path}"
-            ) from None
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(me, fh)
-        break
+    """Hold the queue's OS lock, or raise :class:`ScheduleError` naming the holder (no waiting)."""
+    path, owner_path = folder / LOCK_FILE, folder / OWNER_FILE
+    lock = FileLock(path, timeout=0)
     try:
+        lock.acquire()
+    except Timeout:
+        try:
+            owner = json.loads(owner_path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            owner = {}  # the holder has not written it yet
+        raise ScheduleError(
+            f"{folder}: the queue is in use by process {owner.get('pid', '?')} on {owner.get('host', '?')} "
+            f"since {owner.get('since', '?')} (another scheduler holds {path})"
+        ) from None
+    try:
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "since": _now()}
+        atomic_write_text(owner_path, json.dumps(me) + "\n")
         yield
     finally:
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
+        for leftover in (owner_path, path):  # the lock file goes while still held (POSIX allows it):
+            with contextlib.suppress(OSError):  # filelock sees a waiter's file unlinked and retries
+                leftover.unlink()
+        lock.release()
 
 
 def settings_output(settings: Path) -> str | None:

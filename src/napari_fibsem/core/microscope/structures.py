@@ -5,21 +5,24 @@ config YAML is the one place that takes degrees, and says so in its key names). 
 coordinates are metres from the image centre with +x right and +y **up** (microscope
 convention); pixel coordinates elsewhere in the project are y down.
 
-Serialisation is generic: :func:`to_dict` (``dataclasses.asdict`` plus enum values and a
-``kind`` tag on patterns) and one loader :func:`from_dict` that rebuilds any of these classes
-from its type hints, so YAML/JSON round trips need no per-class code.
+Serialisation is pydantic's, driven by the type hints, so YAML/JSON round trips need no
+per-class code: :func:`to_dict` gives plain data (enum values, tuples as lists, a ``kind`` tag
+on patterns) and :func:`from_dict` rebuilds any of these classes (or a hint such as
+``list[Pattern]``), refusing unknown keys and naming the field in every error.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
-import types
-import typing
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from enum import Enum
-from typing import Any, Literal, TypeVar, Union
+from typing import Any, Literal, NoReturn, TypeVar, Union
+
+import pydantic
+import pydantic_core
 
 T = TypeVar("T")
 
@@ -31,13 +34,15 @@ class BeamType(str, Enum):
     ION = "ion"
 
     @classmethod
+    def _missing_(cls, value: object) -> BeamType | None:
+        """OpenFIBSEM's ``"ELECTRON"``/``"ION_BEAM"`` too (``BeamType(...)`` and pydantic both ask here)."""
+        return cls._value2member_map_.get(str(value).strip().lower().removesuffix("_beam"))  # type: ignore[return-value]
+
+    @classmethod
     def of(cls, value: BeamType | str) -> BeamType:
         """Accept ``BeamType``, ``"electron"``/``"ion"`` or OpenFIBSEM's ``"ELECTRON"``/``"ION_BEAM"``."""
-        if isinstance(value, cls):
-            return value
-        key = str(value).strip().lower().removesuffix("_beam")
         try:
-            return cls(key)
+            return cls(value)
         except ValueError:
             raise ValueError(f"unknown beam {value!r}; use 'electron' or 'ion'") from None
 
@@ -166,7 +171,7 @@ class RectanglePattern:
     height: float
     depth: float
     rotation: float = 0.0  # rad
-    kind: Literal["rectangle"] = field(default="rectangle", init=False)
+    kind: Literal["rectangle"] = field(default="rectangle", kw_only=True)  # the tag saved files carry
 
     @property
     def area(self) -> float:
@@ -181,7 +186,7 @@ class LinePattern:
     end_y: float
     depth: float
     width: float = 50e-9  # m, the beam's line width
-    kind: Literal["line"] = field(default="line", init=False)
+    kind: Literal["line"] = field(default="line", kw_only=True)  # the tag saved files carry
 
     @property
     def area(self) -> float:
@@ -194,7 +199,7 @@ class CirclePattern:
     centre_y: float
     radius: float
     depth: float
-    kind: Literal["circle"] = field(default="circle", init=False)
+    kind: Literal["circle"] = field(default="circle", kw_only=True)  # the tag saved files carry
 
     @property
     def area(self) -> float:
@@ -205,7 +210,7 @@ class CirclePattern:
 class PolygonPattern:
     vertices: tuple[tuple[float, float], ...]
     depth: float
-    kind: Literal["polygon"] = field(default="polygon", init=False)
+    kind: Literal["polygon"] = field(default="polygon", kw_only=True)  # the tag saved files carry
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "vertices", tuple((float(x), float(y)) for x, y in self.vertices))
@@ -287,94 +292,81 @@ class MillingResult:
 
 
 def to_dict(obj: Any) -> Any:
-    """JSON/YAML-ready plain data of any structure here (enums as values, tuples as lists)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        return {f.name: to_dict(getattr(obj, f.name)) for f in dataclasses.fields(obj)}
-    if isinstance(obj, Enum):
-        return obj.value
-    if isinstance(obj, (list, tuple)):
-        return [to_dict(v) for v in obj]
-    if isinstance(obj, dict):
-        return {str(k): to_dict(v) for k, v in obj.items()}
+    """JSON/YAML-ready plain data of any structure here (enums as values, tuples as lists).
+
+    Numpy scalars become Python numbers; an object pydantic cannot serialise becomes its ``repr``.
+    """
+    return pydantic_core.to_jsonable_python(obj, inf_nan_mode="constants", fallback=_fallback)
+
+
+def _fallback(obj: Any) -> Any:
     if hasattr(obj, "item") and callable(obj.item):  # numpy scalar
         return obj.item()
-    return obj
+    return repr(obj)
 
 
 def from_dict(cls: type[T], data: Any) -> T:
     """Rebuild ``cls`` (a dataclass here, or a type hint such as ``list[Pattern]``) from plain data.
 
-    Unknown keys raise a ``ValueError`` naming them, so a typo in a saved state is not ignored.
+    Unknown keys raise a ``ValueError`` naming them and a wrong type a ``TypeError`` naming the
+    field (``StagePosition.x: expected a number``), so a typo in a saved state is not ignored.
     """
-    return _convert(cls, data, cls.__name__ if isinstance(cls, type) else str(cls))
+    name = cls.__name__ if isinstance(cls, type) else str(cls)
+    try:
+        return _adapter(cls).model_validate_json(json.dumps({"value": to_dict(data)})).value  # type: ignore[attr-defined]
+    except pydantic.ValidationError as e:
+        _raise_readable(e, name, data)
 
 
-def _convert(tp: Any, value: Any, where: str) -> Any:
-    origin, args = typing.get_origin(tp), typing.get_args(tp)
-    if tp is Any:
-        return value
-    if origin in (Union, types.UnionType):
-        if value is None and type(None) in args:
-            return None
-        options = [a for a in args if a is not type(None)]
-        if isinstance(value, dict) and "kind" in value:
-            tagged = {_kind_of(a): a for a in options if dataclasses.is_dataclass(a)}
-            if value["kind"] in tagged:
-                return _convert(tagged[value["kind"]], value, where)
-        errors = []
-        for a in options:
-            try:
-                return _convert(a, value, where)
-            except (TypeError, ValueError) as e:
-                errors.append(str(e))
-        raise ValueError(f"{where}: {value!r} matches none of {options}: {errors}")
-    if origin is Literal:
-        if value not in args:
-            raise ValueError(f"{where}: {value!r} is not one of {list(args)}")
-        return value
-    if origin is tuple:
-        if len(args) == 2 and args[1] is Ellipsis:
-            return tuple(_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value))
-        if len(value) != len(args):
-            raise ValueError(f"{where}: expected {len(args)} values, got {value!r}")
-        return tuple(_convert(a, v, f"{where}[{i}]") for i, (a, v) in enumerate(zip(args, value)))
-    if origin is list:
-        return [_convert(args[0], v, f"{where}[{i}]") for i, v in enumerate(value)]
-    if origin is dict:
-        return {k: _convert(args[1], v, f"{where}.{k}") for k, v in value.items()}
-    if isinstance(tp, type) and issubclass(tp, Enum):
-        return BeamType.of(value) if tp is BeamType else tp(value)
-    if dataclasses.is_dataclass(tp):
-        if isinstance(value, tp):
-            return value
-        if not isinstance(value, dict):
-            raise TypeError(f"{where}: expected a mapping for {tp.__name__}, got {type(value).__name__}")
-        hints = typing.get_type_hints(tp)
-        fields = {f.name: f for f in dataclasses.fields(tp)}
-        unknown = sorted(set(value) - set(fields))
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(fields)}")
-        kwargs = {
-            k: _convert(hints[k], v, f"{where}.{k}") for k, v in value.items() if fields[k].init
-        }
-        if "kind" in value and value["kind"] != _kind_of(tp):
-            raise ValueError(f"{where}: kind {value['kind']!r} is not {_kind_of(tp)!r}")
-        return tp(**kwargs)
-    if tp is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)):
-            raise TypeError(f"{where}: expected a number, got {value!r}")
-        return float(value)
-    if tp is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise TypeError(f"{where}: expected an integer, got {value!r}")
-        return value
-    if tp in (str, bool):
-        if not isinstance(value, tp):
-            raise TypeError(f"{where}: expected {tp.__name__}, got {value!r}")
-        return value
-    return value
+_ADAPTERS: dict[Any, type[pydantic.BaseModel]] = {}
 
 
-def _kind_of(cls: type) -> str | None:
-    f = {f.name: f for f in dataclasses.fields(cls)}.get("kind")
-    return f.default if f is not None else None
+def _adapter(cls: Any) -> type[pydantic.BaseModel]:
+    """A one-field model around ``cls``: its config forbids unknown keys in every nested dataclass."""
+    if cls not in _ADAPTERS:
+        config = pydantic.ConfigDict(extra="forbid", strict=True)
+        _ADAPTERS[cls] = pydantic.create_model("Data", __config__=config, value=(cls, ...))
+    return _ADAPTERS[cls]
+
+
+_TYPE_WORDS = {"float": "a number", "int": "an integer", "bool": "bool", "string": "str"}
+
+
+def _raise_readable(error: pydantic.ValidationError, name: str, data: Any) -> NoReturn:
+    """Turn pydantic's first relevant error into ``Class.field[i]: what is wrong``."""
+    errors = [e for e in error.errors(include_url=False) if _on_tagged_branch(e["loc"][1:], data)]
+    errors = errors or error.errors(include_url=False)
+    unknown = [e for e in errors if e["type"] in ("unexpected_keyword_argument", "extra_forbidden")]
+    first = unknown[0] if unknown else errors[0]
+    where = name + "".join(_step(part) for part in first["loc"][1:-1] if not _is_branch(part))
+    last = first["loc"][-1] if len(first["loc"]) > 1 else None
+    if unknown:
+        keys = sorted(str(e["loc"][-1]) for e in unknown if e["loc"][:-1] == first["loc"][:-1])
+        raise ValueError(f"{where}: unknown keys {keys}") from None
+    where += _step(last) if last is not None and not _is_branch(last) else ""
+    kind = first["type"].split("_")[0]
+    if first["type"].endswith(("_type", "_parsing")) and kind in _TYPE_WORDS:
+        raise TypeError(f"{where}: expected {_TYPE_WORDS[kind]}, got {first['input']!r}") from None
+    raise ValueError(f"{where}: {first['msg']} (got {first['input']!r})") from None
+
+
+def _step(part: str | int) -> str:
+    return f"[{part}]" if isinstance(part, int) else f".{part}"
+
+
+def _is_branch(part: str | int) -> bool:
+    """pydantic names a union's member (``RectanglePattern``) in the error path; fields are lower case."""
+    return isinstance(part, str) and not part[:1].islower()
+
+
+def _on_tagged_branch(loc: tuple[str | int, ...], data: Any) -> bool:
+    """False for an error from a union member other than the one the data's ``kind`` names."""
+    for part in loc:
+        if _is_branch(part) and isinstance(data, dict) and "kind" in data:
+            cls = globals().get(str(part))
+            return cls is None or getattr(cls, "kind", None) == data["kind"]
+        if isinstance(data, dict) and part in data:
+            data = data[part]
+        elif isinstance(data, (list, tuple)) and isinstance(part, int) and part < len(data):
+            data = data[part]
+    return True

@@ -8,6 +8,10 @@ window the rule is fixed per dtype: uint8 as is, other integer types by their fu
 percentiles: two images of a folder would get different contrast and a cached embedding
 would depend on which other images were open. Use :func:`folder_window` to derive one window
 for a whole folder of narrow-range uint16 images.
+
+Hand-written on purpose: entries are keyed by the image content (sha1 of dtype, shape and pixels)
+plus model and normalisation, kept in a small RAM LRU and stored as ``.npz`` read without pickle;
+general caches (joblib, diskcache, functools) key by arguments or pickle their values.
 """
 
 from __future__ import annotations
