@@ -4,6 +4,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from napari.errors import ReaderPluginError
 
 from napari_fibsem._writer import LabelsWriteError
 from napari_fibsem.core.io.imageio import ImageIOError, read_image, read_labels, write_labels
@@ -73,10 +74,11 @@ def test_bad_label_value_is_refused_and_nothing_written(make_napari_viewer, mixe
 def test_corrupt_file_in_folder_names_it(make_napari_viewer, mixed_folder):
     (mixed_folder / "broken.tif").write_bytes(b"II*\x00garbage")
     viewer = make_napari_viewer()
-    with pytest.raises(Exception) as e:
+    with pytest.raises((ImageIOError, ReaderPluginError)) as e:
         viewer.open(str(mixed_folder), plugin="napari-fibsem")
-    assert "broken.tif" in str(e.value) and "not a readable TIFF" in str(e.value)
-    assert isinstance(e.value, ImageIOError) or isinstance(e.value.__cause__, ImageIOError)
+    error = e.value if isinstance(e.value, ImageIOError) else e.value.__cause__
+    assert isinstance(error, ImageIOError), f"napari wrapped {type(e.value).__name__} around {error!r}"
+    assert "broken.tif" in str(error) and "not a readable TIFF" in str(error)
 
 
 def test_sample_data_opens_with_labels(make_napari_viewer):

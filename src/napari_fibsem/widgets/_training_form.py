@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import ValidationError
 from qtpy.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -29,9 +28,12 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
-from napari_fibsem.core.io.atomic import atomic_write_text
-from napari_fibsem.core.training.config import ConfigError, TrainingConfig
-from napari_fibsem.core.training.config_file import load_config, map_openfibsem, parse_config
+from napari_fibsem.core.training.config import TrainingConfig
+from napari_fibsem.core.training.config_file import (
+    load_config_allowing_missing_folders,
+    parse_config,
+    save_config,
+)
 
 SEP = ";"
 """Between several folders in one field (``:`` and ``,`` occur in Windows paths and names; ``;`` rarely)."""
@@ -276,44 +278,17 @@ class TrainingForm(QWidget):
 
     # -- YAML files -----------------------------------------------------------------------------------
     def load_yaml(self, path: str | Path) -> list[str]:
-        """Fill the form from a training YAML (either layout).
+        """Fill the form from a training YAML (either layout); returns missing-folder problems.
 
-        A file whose only problems are missing folders still loads (a config written on another
-        machine can then be fixed here); those problems are returned. Any other problem raises
-        :class:`ConfigError` and leaves the form as it was.
+        Any other problem raises :class:`ConfigError` and leaves the form as it was.
         """
-        try:
-            cfg = load_config(path)
-            problems: list[str] = []
-        except ConfigError as e:
-            raw = yaml.safe_load(Path(path).read_text()) if Path(path).is_file() else None
-            if isinstance(raw, dict) and isinstance(raw.get("train"), dict):
-                raw = map_openfibsem(raw)[0]
-            try:
-                cfg = TrainingConfig.model_validate(raw)
-            except (ValidationError, ValueError, TypeError):
-                raise e from None
-            problems = e.problems
+        cfg, problems = load_config_allowing_missing_folders(path)
         self.set_config(cfg)
         return problems
 
     def save_yaml(self, path: str | Path) -> list[str]:
-        """Write the form as a YAML ``napari-fibsem train --config`` reads; returns path problems.
-
-        Missing folders don't stop saving (the file may be meant for another machine); any other
-        problem raises :class:`ConfigError` and writes nothing.
-        """
-        try:
-            cfg = self.config()
-            problems: list[str] = []
-        except ConfigError as e:
-            try:
-                cfg = TrainingConfig.model_validate(self.values())
-            except (ValidationError, ValueError, TypeError):
-                raise e from None
-            problems = e.problems
-        atomic_write_text(Path(path), yaml.safe_dump(cfg.to_jsonable(), sort_keys=False))
-        return problems
+        """Write the form as a YAML ``napari-fibsem train --config`` reads; returns path problems."""
+        return save_config(self.values(), path, source="training form")
 
 
 def _group(title: str, rows: list[tuple[str, QWidget]]) -> QGroupBox:

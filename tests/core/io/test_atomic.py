@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import stat
 
+import numpy as np
 import pytest
 
 from napari_fibsem.core.io.atomic import atomic_dir
@@ -49,3 +50,17 @@ def test_replaces_an_old_folder_only_on_success(tmp_path):
         (tmp / "new.txt").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new.txt"]
     assert [p.name for p in tmp_path.iterdir()] == ["out"]  # the old one is deleted
+
+
+def test_saved_files_follow_the_umask_and_keep_a_replaced_files_mode(tmp_path, umask_022):
+    from napari_fibsem.core.io.atomic import atomic_write_text
+    from napari_fibsem.core.io.imageio import write_labels
+
+    atomic_write_text(tmp_path / "notes.txt", "a")
+    write_labels(tmp_path / "labels" / "a.tif", np.zeros((8, 8), np.uint8))
+    assert _mode(tmp_path / "notes.txt") == 0o644  # not mkstemp's 0600: colleagues can read it
+    assert _mode(tmp_path / "labels" / "a.tif") == 0o644
+    os.chmod(tmp_path / "notes.txt", 0o640)  # a group-only file someone set up stays group-only
+    atomic_write_text(tmp_path / "notes.txt", "b")
+    assert _mode(tmp_path / "notes.txt") == 0o640 and (tmp_path / "notes.txt").read_text() == "b"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["labels", "notes.txt"]  # no temporaries left

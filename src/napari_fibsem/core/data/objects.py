@@ -27,6 +27,7 @@ from scipy import ndimage
 from skimage.measure import approximate_polygon, find_contours
 
 from napari_fibsem import __version__
+from napari_fibsem.core.data.components import components, structure
 from napari_fibsem.core.data.dataset import discover
 from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.io.classes import ClassMap
@@ -52,12 +53,6 @@ class ObjectInstance:
     """``(K, 2)`` float ``(x, y)`` outer boundary, at least 3 points; None when not asked for."""
 
 
-def _structure(connectivity: int) -> np.ndarray:
-    if connectivity not in (4, 8):
-        raise ValueError(f"connectivity must be 4 or 8, got {connectivity!r}")
-    return ndimage.generate_binary_structure(2, 1 if connectivity == 4 else 2)
-
-
 def label_instances(mask: np.ndarray, min_size: int = 0, connectivity: int = 8) -> tuple[np.ndarray, np.ndarray]:
     """Connected components of every non-background class, numbered 1..N across classes.
 
@@ -69,7 +64,7 @@ def label_instances(mask: np.ndarray, min_size: int = 0, connectivity: int = 8) 
     mask = np.asarray(mask)
     if mask.ndim != 2 or not np.issubdtype(mask.dtype, np.integer):
         raise ValueError(f"expected a 2D integer class mask, got {mask.ndim}D {mask.dtype}")
-    structure = _structure(connectivity)
+    structure(connectivity)  # a bad connectivity fails before any work
     instances = np.zeros(mask.shape, np.int32)
     class_of: list[np.ndarray] = []
     n = 0
@@ -78,14 +73,12 @@ def label_instances(mask: np.ndarray, min_size: int = 0, connectivity: int = 8) 
         if box is None:
             continue
         crop = mask[box] == cid
-        lab, count = ndimage.label(crop, structure)
-        keep = np.bincount(lab.ravel(), minlength=count + 1) >= max(min_size, 1)
-        keep[0] = False
-        new_ids = np.zeros(count + 1, np.int32)
-        new_ids[keep] = np.arange(n + 1, n + 1 + int(keep.sum()), dtype=np.int32)
+        lab, sizes, kept = components(crop, min_size, connectivity)
+        new_ids = np.zeros(len(sizes), np.int32)
+        new_ids[kept] = np.arange(n + 1, n + 1 + kept.size, dtype=np.int32)
         instances[box][crop] = new_ids[lab[crop]]
-        class_of.append(np.full(int(keep.sum()), cid, np.int32))
-        n += int(keep.sum())
+        class_of.append(np.full(kept.size, cid, np.int32))
+        n += kept.size
     return instances, (np.concatenate(class_of) if class_of else np.zeros(0, np.int32))
 
 

@@ -13,7 +13,8 @@ from functools import cached_property
 import numpy as np
 from scipy import ndimage as ndi
 
-_EIGHT = np.ones((3, 3), dtype=bool)
+from napari_fibsem.core.data.components import components
+
 EDGE_FRACTION = 0.1
 """An extreme row/column counts as the edge only if it holds this fraction of the object's widest
 line: a one-pixel spur of a predicted mask does not move the edge, a straight edge is exact."""
@@ -121,10 +122,7 @@ def find_instances(
 
     Also returns the size of the largest object, so a "not found" can say how close it came.
     """
-    labels, n = ndi.label(mask[box] == class_id, structure=_EIGHT)
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    keep = np.flatnonzero(sizes >= max(min_size, 1))
+    labels, sizes, keep = components(mask[box] == class_id, min_size, connectivity=8)
     objs = ndi.find_objects(labels, max_label=int(keep[-1])) if keep.size else []
     out = [
         Instance(

@@ -4,6 +4,10 @@ Everything a user wrote (labels, keypoints, logs, bundles) goes through here: wr
 temporary file in the same folder, flush and fsync, then ``os.replace`` over the target.
 Whole folders (datasets, imports, event crops) are built in a hidden staging folder beside the
 target and renamed into place (``atomic_dir``).
+
+Hand-written on purpose: no library gives fsync + ``os.replace`` for arbitrary writers (tifffile,
+numpy, zip, YAML dumpers writing to a path) with permissions that follow the umask like a plain
+``open`` would, plus the same for whole folders.
 """
 
 from __future__ import annotations
@@ -11,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
-import tempfile
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,10 +28,14 @@ def atomic_path(path: str | Path, suffix: str | None = None) -> Iterator[Path]:
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix + ".tmp", dir=path.parent)
-    os.close(fd)
-    tmp_path = Path(tmp)
+    suffix = suffix if suffix is not None else path.suffix + ".tmp"
+    tmp_path = path.parent / f".{path.name}.{uuid.uuid4().hex[:12]}{suffix}"
+    # Not mkstemp: its 0600 would make every saved file unreadable to colleagues. O_EXCL with
+    # 0666 lets the kernel apply the user's umask; a file being replaced keeps its own mode.
+    os.close(os.open(tmp_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666))
     try:
+        if path.exists():
+            shutil.copymode(path, tmp_path)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())

@@ -16,6 +16,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.training.config import ConfigError, TrainingConfig
 
 _OLD_NAMES = {"learning_rate": "lr", "data_dir": "data_paths", "save_dir": "save_path", "cuda": "device"}
@@ -57,6 +58,37 @@ def parse_config(data: Any, source: str | Path = "<config>") -> TrainingConfig:
     if problems:
         raise ConfigError(source, problems)
     return config
+
+
+def parse_config_allowing_missing_folders(data: Any, source: str | Path = "<config>") -> tuple[TrainingConfig, list[str]]:
+    """Like :func:`parse_config`, but a config whose only problems are missing folders still parses
+    (one written on another machine can then be fixed in the form); those problems are returned.
+    Any other problem raises the :class:`ConfigError` :func:`parse_config` raises."""
+    try:
+        return parse_config(data, source), []
+    except ConfigError as e:
+        raw = map_openfibsem(data)[0] if isinstance(data, Mapping) and isinstance(data.get("train"), Mapping) else data
+        try:
+            return TrainingConfig.model_validate(raw), e.problems
+        except (ValidationError, ValueError, TypeError):
+            raise e from None
+
+
+def load_config_allowing_missing_folders(path: str | Path) -> tuple[TrainingConfig, list[str]]:
+    """:func:`load_config` for a file that may name folders of another machine; returns their problems."""
+    path = Path(path)
+    return parse_config_allowing_missing_folders(read_yaml(path), source=path)
+
+
+def save_config(data: Mapping[str, Any], path: str | Path, source: str | Path = "<config>") -> list[str]:
+    """Validate ``data`` and write it as the YAML ``napari-fibsem train --config`` reads.
+
+    Missing folders don't stop saving (the file may be meant for another machine) and are returned;
+    any other problem raises :class:`ConfigError` and writes nothing.
+    """
+    config, problems = parse_config_allowing_missing_folders(data, source)
+    atomic_write_text(Path(path), yaml.safe_dump(config.to_jsonable(), sort_keys=False))
+    return problems
 
 
 def map_openfibsem(data: Mapping[str, Any]) -> tuple[dict[str, Any], dict[str, str], list[str]]:
