@@ -4,7 +4,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
-EXTRAS=${NAPARI_FIBSEM_EXTRAS:-test,onnx,sam,nnunet}
+EXTRAS=${NAPARI_FIBSEM_EXTRAS:-test,onnx,sam,nnunet,fast}
 [ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
 stamp=.venv/.napari-fibsem-installed
 want=$( (cat pyproject.toml requirements/constraints.txt; echo "$EXTRAS") | sha256sum | cut -d' ' -f1)

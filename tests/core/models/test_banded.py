@@ -10,8 +10,8 @@ import torch
 from torch import nn
 
 from napari_fibsem.core.models import create_model
-from napari_fibsem.core.models.banded import BandedUnet, banded_unet
-from napari_fibsem.core.models.export import inference_module
+from napari_fibsem.core.models.fast_cpu import inference_module
+from napari_fibsem.core.models.fast_cpu.banded import BandedUnet, banded_unet
 
 
 def _net(**kwargs) -> nn.Module:

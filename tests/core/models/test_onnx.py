@@ -28,7 +28,9 @@ from napari_fibsem.core.models import (  # noqa: E402
     detect_format,
     load_model,
 )
-from napari_fibsem.core.models.export import export_onnx, fold_batchnorm, inference_module  # noqa: E402
+from napari_fibsem.core.models.export import export_onnx  # noqa: E402
+from napari_fibsem.core.models.fast_cpu import inference_module  # noqa: E402
+from napari_fibsem.core.models.fast_cpu.fold import fold_batchnorm  # noqa: E402
 from napari_fibsem.core.models.onnx_backend import OnnxModel, softmax_channels  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[3]

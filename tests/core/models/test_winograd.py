@@ -9,9 +9,9 @@ import pytest
 import torch
 from torch import nn
 
-from napari_fibsem.core.models import create_model, winograd
-from napari_fibsem.core.models.export import inference_module
-from napari_fibsem.core.models.winograd import WinogradConv3x3, use_winograd, winograd_eligible
+from napari_fibsem.core.models import create_model
+from napari_fibsem.core.models.fast_cpu import inference_module, winograd
+from napari_fibsem.core.models.fast_cpu.winograd import WinogradConv3x3, use_winograd, winograd_eligible
 
 
 def _rel_err(got: torch.Tensor, want: torch.Tensor) -> float:

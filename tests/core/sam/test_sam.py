@@ -47,10 +47,13 @@ def vit_t():
     return load_sam(None, "vit_t", device="cpu", random_weights=True)
 
 
-@pytest.fixture(scope="module")
-def shared(vit_t, tmp_path_factory):
-    """One service and one embedding for the prompt tests (its own cache folder)."""
-    service = SamService(vit_t, cache_dir=tmp_path_factory.mktemp("sam_shared"))
+@pytest.fixture(scope="module", params=["fast", "plain"])
+def shared(vit_t, tmp_path_factory, request):
+    """One service and one embedding for the prompt tests (its own cache folder), once with the
+    fast decoder and once with the SamPredictor fallback, so the parity tests cover both."""
+    fast = request.param == "fast"
+    service = SamService(vit_t, cache_dir=tmp_path_factory.mktemp("sam_shared"), fast_decoder=fast)
+    assert service.fast_decoder is fast
     image = _image(0)
     yield service, service.embed(image)
     service.close()
@@ -345,6 +348,25 @@ def test_embedding_of_another_model_is_refused(vit_t, shared):
     other = SamService(dataclasses.replace(vit_t, weights_sha1="f" * 40), disk_cache=False)
     with pytest.raises(ValueError, match="computed by model"):
         other.predict(emb, [(5.0, 5.0)], [1])
+
+
+def test_fast_decoder_switch(vit_t, monkeypatch):
+    from napari_fibsem.core.sam.decoder import FAST_DECODER_ENV
+
+    monkeypatch.delenv(FAST_DECODER_ENV, raising=False)
+    assert SamService(vit_t, disk_cache=False).fast_decoder
+    monkeypatch.setenv(FAST_DECODER_ENV, "0")
+    assert not SamService(vit_t, disk_cache=False).fast_decoder
+    assert SamService(vit_t, disk_cache=False, fast_decoder=True).fast_decoder  # the argument wins
+
+
+def test_untested_package_version_falls_back_to_sam_predictor(vit_t, monkeypatch):
+    import napari_fibsem.core.sam.decoder as decoder
+
+    monkeypatch.setitem(decoder.TESTED_VERSIONS, "mobile_sam", ("mobilesam-mirror", "0.0.1"))
+    with pytest.warns(RuntimeWarning, match=r"mobilesam-mirror .*tested: 0\.0\.1"):
+        service = SamService(vit_t, disk_cache=False)
+    assert not service.fast_decoder
 
 
 @pytest.mark.slow

@@ -200,14 +200,14 @@ class SmpModel(TiledSegmentationModel):
     def _inference_net(self) -> torch.nn.Module:
         """An inference-only copy of the network (BatchNorm folded, polyphase U-Net decoder, on CPU
         Winograd for the wide 3x3 convolutions and the full-resolution end in bands; see
-        :func:`~napari_fibsem.core.models.export.inference_module`), rebuilt when the weights change.
+        :func:`~napari_fibsem.core.models.fast_cpu.inference_module`), rebuilt when the weights change.
 
         Building it costs well under a second once per set of weights; ``benchmarks/inference.py``
         measures what each rewrite saves.
         """
         key = self._weights_key()
         if self._fused is None or self._fused_key != key:
-            from napari_fibsem.core.models.export import inference_module
+            from napari_fibsem.core.models.fast_cpu import inference_module
 
             fmt = torch.channels_last if self._channels_last else torch.contiguous_format
             fused = inference_module(self._module, winograd=self._winograd, bands=self._bands)

@@ -17,17 +17,33 @@ Why it is faster (same weights, same formulas, reordered):
 * Dense positional encoding and ``features + no-mask embedding`` are computed once per embedding.
 
 Where the model's decoder is not the standard one, the package's own modules run instead.
+
+The reordering is checked against ``SamPredictor`` (``tests/core/sam/test_sam.py``) for the
+package versions in :data:`TESTED_VERSIONS` only, so :func:`make_decoder` chooses: the fast path
+by default, ``SamPredictor`` itself (:class:`PlainDecoder`) when switched off (argument
+``fast_decoder=False`` of the service, or ``NAPARI_FIBSEM_SAM_FAST_DECODER=0``) or, with a
+warning, when the installed package is another version than the tested one.
 """
 
 from __future__ import annotations
 
+import importlib.metadata
 import math
+import os
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from napari_fibsem.core.sam.models import SAM_VARIANTS, SamModel, reference_predictor
+
+FAST_DECODER_ENV = "NAPARI_FIBSEM_SAM_FAST_DECODER"
+"""``0``/``false``/``no``/``off``: decode with ``SamPredictor`` instead of :class:`FastDecoder`."""
+TESTED_VERSIONS = {"segment_anything": ("segment-anything", "1.0"), "mobile_sam": ("mobilesam-mirror", "1.0.0")}
+"""Module -> (distribution, version) whose prompt encoder and mask decoder the fast path was
+checked against; keep in step with requirements/constraints.txt and rerun the parity tests."""
 LOW_RES_FILL = -20.0  # low-res logits of the padding (outside the image): clearly background
 UPSCALE_BAND_CELLS = 512  # grid cells per band of the CPU upscaling (intermediates of ~2 MB)
 
@@ -309,3 +325,58 @@ def upsample_logits(block: torch.Tensor, input_size: tuple[int, int], original_s
     x = F.interpolate(block[None, None], scale_factor=factor, mode="bilinear", align_corners=False)
     x = x[..., :h_in, :w_in]
     return F.interpolate(x, original_size, mode="bilinear", align_corners=False)[0, 0]
+
+
+class PlainDecoder:
+    """``SamPredictor`` on a cached embedding: the reference the fast path is checked against,
+    and the fallback where that check does not cover the installed package."""
+
+    fast = False
+
+    def __init__(self, model: SamModel) -> None:
+        self.predictor = reference_predictor(model)
+
+    @torch.inference_mode()
+    def predict(self, key: str, features: torch.Tensor, input_size: tuple[int, int], original_size: tuple[int, int],
+                coords: np.ndarray | None, labels: np.ndarray | None, box: np.ndarray | None,
+                mask_input: np.ndarray | None, multimask: bool, threshold: float):
+        """Same arguments and results as :meth:`FastDecoder.predict`."""
+        pred, dev = self.predictor, features.device
+        pred.features, pred.original_size, pred.input_size, pred.is_image_set = (
+            features, original_size, input_size, True)
+        pc = pl = boxes = masks = None
+        if coords is not None:
+            pc = torch.as_tensor(coords, dtype=torch.float32, device=dev)[None]
+            pl = torch.as_tensor(labels, dtype=torch.int64, device=dev)[None]
+        if box is not None:
+            boxes = torch.as_tensor(box, dtype=torch.float32, device=dev).reshape(1, 4)
+        if mask_input is not None:
+            masks = torch.as_tensor(mask_input, dtype=torch.float32, device=dev).reshape(1, 1, *mask_input.shape[-2:])
+        logits, iou, low = pred.predict_torch(pc, pl, boxes, masks, multimask_output=multimask, return_logits=True)
+        best = int(torch.argmax(iou[0])) if multimask else 0
+        mask = (logits[0, best] > threshold).cpu().numpy()
+        return mask, float(iou[0, best]), low[0, best].float().cpu().numpy()
+
+
+def _untested_package(model: SamModel) -> str | None:
+    """``"name version"`` of the package providing ``model`` when it is not the tested version."""
+    module = SAM_VARIANTS[model.model_type][0]
+    dist, tested = TESTED_VERSIONS[module]
+    try:
+        installed = importlib.metadata.version(dist)
+    except importlib.metadata.PackageNotFoundError:
+        installed = "of unknown version"
+    return None if installed == tested else f"{dist} {installed} (tested: {tested})"
+
+
+def make_decoder(model: SamModel, fast: bool | None = None) -> FastDecoder | PlainDecoder:
+    """The decoder a service uses: ``fast`` None reads :data:`FAST_DECODER_ENV` (default on)."""
+    if fast is None:
+        fast = os.environ.get(FAST_DECODER_ENV, "1").strip().lower() not in ("0", "false", "no", "off")
+    if fast:
+        untested = _untested_package(model)
+        if untested is None:
+            return FastDecoder(model.model)
+        warnings.warn(f"the fast SAM decoder was not checked against {untested}; using SamPredictor",
+                      RuntimeWarning, stacklevel=3)
+    return PlainDecoder(model)

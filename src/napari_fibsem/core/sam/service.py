@@ -139,6 +139,8 @@ class SamService:
 
     Thread-safe: ``embed``, ``prefetch``, ``cancel`` and ``predict`` may be called from any thread.
     ``encoder_runs`` counts image-encoder forward passes (tests and benchmarks assert on it).
+    ``fast_decoder=False`` (or ``NAPARI_FIBSEM_SAM_FAST_DECODER=0`` when it is left None) decodes
+    prompts with the package's ``SamPredictor`` instead of ``sam.decoder.FastDecoder``.
     """
 
     def __init__(
@@ -152,8 +154,9 @@ class SamService:
         disk_cache_max_bytes: int = 2 * 1024**3,
         on_ready: Callable[[EmbeddingReady], None] | None = None,
         on_progress: Callable[[PrefetchProgress], None] | None = None,
+        fast_decoder: bool | None = None,
     ) -> None:
-        from napari_fibsem.core.sam.decoder import FastDecoder
+        from napari_fibsem.core.sam.decoder import make_decoder
 
         self.model = model
         self.window = check_window(window)
@@ -162,7 +165,7 @@ class SamService:
         self._ram = RamCache(ram_cache_size)
         folder = Path(cache_dir) if cache_dir is not None else cache_root() / "sam_embeddings"
         self._disk = DiskCache(folder, disk_cache_max_bytes) if disk_cache else None
-        self._decoder = FastDecoder(model.model)
+        self._decoder = make_decoder(model, fast_decoder)
         self._img_size = int(model.model.image_encoder.img_size)
         self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
@@ -400,6 +403,12 @@ class SamService:
             log.exception("SAM service callback %r failed", callback)
 
     # -- prompts -> mask ------------------------------------------------------------------------
+
+    @property
+    def fast_decoder(self) -> bool:
+        """Whether prompts take the fast path (not ``SamPredictor``, nor the package's own modules
+        that :class:`~napari_fibsem.core.sam.decoder.FastDecoder` runs for a non-standard decoder)."""
+        return bool(self._decoder.fast)
 
     def warm_up(self, embedding: Embedding) -> None:
         """Decode one throwaway prompt, once per service: the first decode pays one-time set-up

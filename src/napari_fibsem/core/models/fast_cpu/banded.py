@@ -23,8 +23,8 @@ import math
 import torch
 from torch import nn
 
-from napari_fibsem.core.models.export import PolyphaseUnetBlock, passes_through
-from napari_fibsem.core.models.winograd import is_plain_3x3
+from napari_fibsem.core.models.fast_cpu.layers import is_plain_3x3, passes_through
+from napari_fibsem.core.models.fast_cpu.polyphase import PolyphaseUnetBlock
 
 TAIL_BLOCKS = 2
 """Decoder blocks run in bands: the two at half and full resolution."""
@@ -70,7 +70,7 @@ def _head_reach(head: nn.Module) -> int | None:
 
 
 class BandedUnet(nn.Module):
-    """An inference copy of an smp U-Net (already through :func:`inference_module`) whose last
+    """An inference copy of an smp U-Net (already folded and polyphase) whose last
     decoder blocks and head run in bands of rows; ``probabilities`` also applies the softmax
     per band and writes straight into the returned NCHW array."""
 

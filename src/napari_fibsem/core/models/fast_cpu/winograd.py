@@ -7,10 +7,10 @@ products per channel pair instead of 144: input tiles go through ``B^T d B``, th
 ``G g G^T`` (once, at build time), the 36 tile positions become 36 batched matrix products
 (tiles x C_in by C_in x C_out) and ``A^T m A`` gives the output tile back.
 
-The transforms are memory-bound. With the numba kernels (``_winograd_kernels.py``, a few tile
-rows at a time) a layer costs, on 2 cores, 21 ms against 32 ms direct at 64 channels and
-256x384, 15 against 32 at 128 channels and 128x192, 13.5 against 32 at 256 and 64x96; 32
-channels lose, hence :data:`MIN_CHANNELS`. Without numba the transforms are torch operations
+The transforms are memory-bound. With the numba kernels (``_winograd_kernels.py``, numba from
+the extra ``fast``, a few tile rows at a time) a layer costs, on 2 cores, 21 ms against 32 ms
+direct at 64 channels and 256x384, 15 against 32 at 128 channels and 128x192, 13.5 against 32
+at 256 and 64x96; 32 channels lose, hence :data:`MIN_CHANNELS`. Without numba the transforms are torch operations
 (a tile-gathering copy and a 36x36 matrix product), which pay only from 256 channels. Rounding
 differs from a direct convolution by ~1e-5 relative; the inference copy that uses it is still
 checked against the original network.
@@ -26,6 +26,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from napari_fibsem.core.models.fast_cpu.layers import is_plain_3x3
 
 _BT = torch.tensor(
     [[4, 0, -5, 0, 1, 0], [0, -4, -4, 1, 1, 0], [0, 4, -4, -1, 1, 0],
@@ -50,30 +52,15 @@ CHUNK_BYTES = 4 << 20
 
 @functools.cache
 def _kernels() -> Any:
-    """The numba transform kernels, or None where numba cannot be imported or its OpenMP thread
-    pool cannot start (then the torch transforms run, and only on the widest layers)."""
+    """The numba transform kernels, or None where numba is not installed (extra ``fast``) or its
+    OpenMP thread pool cannot start (then the torch transforms run, and only on the widest layers)."""
     try:
-        from napari_fibsem.core.models import _winograd_kernels
+        from napari_fibsem.core.models.fast_cpu import _winograd_kernels
 
-        _winograd_kernels.warm_up()
+        return _winograd_kernels.load()
     except Exception as e:  # noqa: BLE001 (ImportError, or numba's error for a missing thread layer)
         warnings.warn(f"Winograd numba kernels unavailable, using torch transforms ({e})", RuntimeWarning, stacklevel=2)
         return None
-    return _winograd_kernels
-
-
-def is_plain_3x3(conv: nn.Module) -> bool:
-    """An ``nn.Conv2d`` (not a subclass) with a 3x3 kernel, stride 1, zero padding 1, no dilation
-    or groups: the shape the inference rewrites know how to compute differently."""
-    return (
-        type(conv) is nn.Conv2d
-        and conv.kernel_size == (3, 3)
-        and conv.stride == (1, 1)
-        and conv.padding == (1, 1)
-        and conv.dilation == (1, 1)
-        and conv.groups == 1
-        and conv.padding_mode == "zeros"
-    )
 
 
 def default_min_channels() -> int:
@@ -136,8 +123,7 @@ class WinogradConv3x3(nn.Module):
         step = min(step, total)
         v_store = torch.empty(36 * step * tw * c, dtype=x.dtype)  # reused by every step
         m_store = torch.empty(36 * step * tw * k, dtype=x.dtype)
-        with kernels.LOCK:
-            kernels.use_threads(torch.get_num_threads())
+        with kernels.threads(torch.get_num_threads()):
             for row0 in range(0, total, step):
                 row1 = min(row0 + step, total)
                 tiles = (row1 - row0) * tw

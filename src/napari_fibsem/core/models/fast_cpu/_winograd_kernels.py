@@ -8,45 +8,99 @@ write the 36 transformed planes for a range of tile rows; the output kernel appl
 adds the bias and writes the NHWC result in place. Processing a few tile rows at a time keeps the
 transformed planes in cache and under the allocator's mmap threshold.
 
-Numba's default thread pool must not be entered by two Python threads at once, so every call
-holds :data:`LOCK` (two concurrent predictions take turns only for these short kernels).
+numba is optional (extra ``fast``): the kernels below are plain functions until :func:`load`
+compiles them, so importing this module neither needs numba nor touches its settings. The
+thread pool's layer is chosen on first use (:func:`_start_pool`) and the thread count only for
+the length of a call (:meth:`Kernels.threads`).
 """
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from types import ModuleType
 
-import numba
 import numpy as np
-from numba import njit, prange
+
+from napari_fibsem.core._optional import require
 
 LOCK = threading.Lock()
-
-if not os.environ.get("NUMBA_THREADING_LAYER"):
-    # OpenMP: with numba's own "workqueue" pool beside torch's OpenMP threads the two pools fight
-    # for the cores at every hand-over and the whole network got slower than without Winograd.
-    numba.config.THREADING_LAYER = "omp"
+"""Numba's default thread pool must not be entered by two Python threads at once, so every call
+holds this lock (two concurrent predictions take turns only for these short kernels)."""
 
 
-def use_threads(n: int) -> None:
-    """Run the kernels on ``n`` threads (as many as torch uses), within numba's pool size."""
-    numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+@dataclass(frozen=True)
+class Kernels:
+    """The compiled transforms, and the numba they came from."""
+
+    numba: ModuleType
+    input_transform: Callable[..., None]
+    output_transform: Callable[..., None]
+
+    @contextmanager
+    def threads(self, n: int) -> Iterator[None]:
+        """Hold :data:`LOCK` and run the kernels on ``n`` threads (as many as torch uses, within
+        numba's pool size); the calling thread's previous count is restored afterwards."""
+        numba = self.numba
+        with LOCK:
+            previous = numba.get_num_threads()
+            numba.set_num_threads(max(1, min(int(n), numba.config.NUMBA_NUM_THREADS)))
+            try:
+                yield
+            finally:
+                numba.set_num_threads(previous)
 
 
-def warm_up() -> None:
-    """Compile (or load from numba's cache) both kernels and start the thread pool, so that a
-    missing piece fails here, once, and not in the middle of a prediction."""
+@functools.cache
+def load() -> Kernels:
+    """Compile (or load from numba's on-disk cache) both kernels and start the thread pool, so
+    that a missing piece fails here, once, and not in the middle of a prediction. Raises
+    ImportError without numba, or numba's error where the pool cannot start."""
+    numba = require("numba", "fast")
+    jit = numba.njit(parallel=True, fastmath=True, cache=True, nogil=True)
+    # the kernels reach these two by their global names, resolved when they are compiled (on the
+    # first call below): the parallel loop and the inlined transform of one 6-vector
+    globals().update(prange=numba.prange, _bt=numba.njit(inline="always")(_bt_py))
+    kernels = Kernels(numba, jit(_input_transform_py), jit(_output_transform_py))
+    _start_pool(kernels)
+    return kernels
+
+
+def _start_pool(kernels: Kernels) -> None:
+    """Run both kernels once on a tiny input, which launches numba's thread pool if nothing has.
+
+    OpenMP is asked for unless the user chose a layer (``NUMBA_THREADING_LAYER``): with numba's own
+    "workqueue" pool beside torch's OpenMP threads the two pools fight for the cores at every
+    hand-over and the whole network got slower than without Winograd. The layer is fixed once the
+    pool runs, so the setting is put back afterwards for any other reader of numba's config.
+    """
+    config = kernels.numba.config
+    previous = config.THREADING_LAYER
+    try:
+        kernels.numba.threading_layer()  # raises ValueError while no pool has been launched
+    except ValueError:
+        if not os.environ.get("NUMBA_THREADING_LAYER"):
+            config.THREADING_LAYER = "omp"
     x = np.ones((1, 5, 6, 3), np.float32)
     v = np.empty((36, 4, 3), np.float32)
     y = np.empty((1, 5, 6, 3), np.float32)
-    with LOCK:
-        input_transform(x, 0, 2, 2, v)
-        output_transform(v, np.zeros(3, np.float32), 0, 2, 2, y)
+    try:
+        with LOCK:
+            kernels.input_transform(x, 0, 2, 2, v)
+            kernels.output_transform(v, np.zeros(3, np.float32), 0, 2, 2, y)
+    finally:
+        config.THREADING_LAYER = previous
 
 
-@njit(inline="always")
-def _bt(d0, d1, d2, d3, d4, d5, out, i, c):  # type: ignore[no-untyped-def]
+# -- the kernels, as plain Python until load() compiles them --------------------------------------
+prange = range  # numba.prange once load() has run
+
+
+def _bt_py(d0, d1, d2, d3, d4, d5, out, i, c):  # type: ignore[no-untyped-def]
     """``B^T`` applied to one 6-vector (for channel ``c``), written to rows ``i..i+5`` of ``out``."""
     out[i, c] = 4 * d0 - 5 * d2 + d4
     out[i + 1, c] = -4 * (d1 + d2) + d3 + d4
@@ -56,8 +110,10 @@ def _bt(d0, d1, d2, d3, d4, d5, out, i, c):  # type: ignore[no-untyped-def]
     out[i + 5, c] = 4 * d1 - 5 * d3 + d5
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def input_transform(x, row0, row1, tiles_w, v):  # type: ignore[no-untyped-def]
+_bt = _bt_py  # compiled by load()
+
+
+def _input_transform_py(x, row0, row1, tiles_w, v):  # type: ignore[no-untyped-def]
     """Tiles of tile rows ``row0:row1`` of the NHWC image ``x`` -> ``v`` (36, tiles, C).
 
     Tile rows are numbered over the batch (``n * tiles_h + i``); tile ``(i, j)`` covers input
@@ -89,8 +145,7 @@ def input_transform(x, row0, row1, tiles_w, v):  # type: ignore[no-untyped-def]
                     _bt(q0[c], q1[c], q2[c], q3[c], q4[c], q5[c], out, 0, c)
 
 
-@njit(parallel=True, fastmath=True, cache=True, nogil=True)
-def output_transform(m, bias, row0, row1, tiles_w, y):  # type: ignore[no-untyped-def]
+def _output_transform_py(m, bias, row0, row1, tiles_w, y):  # type: ignore[no-untyped-def]
     """``m`` (36, tiles, K) of tile rows ``row0:row1`` -> their 4x4 output tiles in the NHWC ``y``,
     plus ``bias``; tiles hanging over the bottom or right edge are cropped."""
     n_img, h, w, k_out = y.shape
