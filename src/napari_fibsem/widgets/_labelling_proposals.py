@@ -29,13 +29,13 @@ from napari_fibsem.widgets._common import start_worker
 from napari_fibsem.widgets._labelling_layers import proposal_summary
 
 if TYPE_CHECKING:
-    from napari_fibsem.widgets.labelling import LabellingWidget
+    from napari_fibsem.widgets._labelling_host import LabellingHost
 
 
 class ProposalPanel(QGroupBox):
     """Checkpoint, propose (this image / all unlabelled), accept (fill / replace), discard."""
 
-    def __init__(self, owner: LabellingWidget) -> None:
+    def __init__(self, owner: LabellingHost) -> None:
         super().__init__("Model-assisted")
         self.owner = owner
         self.proposal: np.ndarray | None = None

@@ -21,7 +21,7 @@ import contextlib
 import math
 import threading
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 from qtpy.QtCore import QObject, Signal
@@ -55,11 +55,32 @@ from napari_fibsem.widgets._microscope_patterns import (
 )
 
 if TYPE_CHECKING:
-    from napari_fibsem.widgets.microscope import MicroscopeWidget
+    import napari
+    from qtpy.QtWidgets import QLabel
 
-__all__ = ["PATTERN_LAYER", "MillingPanel", "PatternError", "metre_units", "shapes_to_patterns"]
+    from napari_fibsem.core.microscope import ImageSettings, Microscope, MicroscopeError, StagePosition
+
+__all__ = ["PATTERN_LAYER", "MillingHost", "MillingPanel", "PatternError", "metre_units", "shapes_to_patterns"]
 
 PATTERN_LAYER = "milling patterns"
+
+
+class MillingHost(Protocol):
+    """What the panel uses of the dock that holds it (``MicroscopeWidget``): its connection, its
+    worker and its status line. A protocol, so the panel needs no import of that dock."""
+
+    viewer: napari.Viewer
+    microscope: Microscope | None
+    task: str | None
+    stage: StagePosition | MicroscopeError | None
+    status: QLabel
+
+    @property
+    def busy(self) -> bool: ...
+    def _run(self, what: str, call: Callable[[], Any], done: Callable[[Any], None]) -> None: ...
+    def tell(self, text: str, level: str | None = None) -> None: ...
+    def settings_like(self, image: Any) -> ImageSettings: ...
+    def show_image(self, image: Any) -> Any: ...
 
 
 class _Relay(QObject):
@@ -71,7 +92,7 @@ class _Relay(QObject):
 class MillingPanel(QWidget):
     """Depth, preset current, Estimate / Mill / Stop and a progress bar, driving ``host``'s microscope."""
 
-    def __init__(self, host: MicroscopeWidget) -> None:
+    def __init__(self, host: MillingHost) -> None:
         super().__init__(host)
         self.host = host
         self.depth = QDoubleSpinBox(decimals=2, minimum=0.01, maximum=100.0, value=1.0, suffix=" µm")

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from napari_fibsem.core.automation.loop_run import FEATURE, Iteration, LoopRun, describe
 from napari_fibsem.core.automation.workflow import (
     StepConfig,
     StepResult,
@@ -25,12 +25,25 @@ from napari_fibsem.core.automation.workflow import (
     ValidationResult,
     align_feature,
 )
-from napari_fibsem.core.io.imageio import FibsemImage, write_image, write_labels
+from napari_fibsem.core.io.imageio import write_image, write_labels
 from napari_fibsem.core.microscope import BeamType, ImageSettings, connect
 from napari_fibsem.core.models.base import Prediction
 from napari_fibsem.core.synthetic.scene import keypoints_from_mask
 
-FEATURE = "LamellaCentre"
+__all__ = [
+    "FEATURE",
+    "LOOP_SETTINGS",
+    "GroundTruthValidator",
+    "Iteration",
+    "LoopRun",
+    "ShiftedModel",
+    "closed_loop",
+    "describe",
+    "run_alignment",
+    "simulator_dataset",
+    "true_point",
+]
+
 LOOP_SETTINGS = ImageSettings(resolution=(384, 256), hfw=60e-6, beam="electron")
 
 
@@ -107,54 +120,6 @@ def true_point(sim: Any, feature: str = FEATURE, beam: str = "electron") -> tupl
 def _offset_m(point: tuple[float, float], shape: tuple[int, int], pixel_size: float) -> tuple[float, float]:
     h, w = shape
     return (point[0] - (w - 1) / 2) * pixel_size, -(point[1] - (h - 1) / 2) * pixel_size
-
-
-@dataclass
-class Iteration:
-    """One step: where the lamella truly was, what was acted on, and the move made."""
-
-    true_offset_m: tuple[float, float]
-    detected_offset_m: tuple[float, float] | None
-    acted_offset_m: tuple[float, float] | None
-    moved: bool
-    action: str
-    reason: str = ""
-    detected_px: tuple[float, float] | None = None
-
-    @property
-    def detection_error_m(self) -> float | None:
-        if self.detected_offset_m is None:
-            return None
-        return math.dist(self.true_offset_m, self.detected_offset_m)
-
-
-@dataclass
-class LoopRun:
-    """One alignment run: iterations, the true distance before and after, the two images."""
-
-    name: str
-    supervised: bool
-    start_m: float
-    final_m: float
-    iterations: list[Iteration] = field(default_factory=list)
-    before: FibsemImage | None = None
-    after: FibsemImage | None = None
-    before_truth_px: tuple[float, float] | None = None
-    after_truth_px: tuple[float, float] | None = None
-    requests: int = 0
-    tolerance_m: float = 1e-6
-
-    @property
-    def moves(self) -> int:
-        """Corrective moves: steps that acted on an offset beyond the tolerance."""
-        return sum(
-            1 for it in self.iterations
-            if it.moved and it.acted_offset_m is not None and math.hypot(*it.acted_offset_m) > self.tolerance_m
-        )  # fmt: skip
-
-    @property
-    def converged(self) -> bool:
-        return self.final_m <= self.tolerance_m
 
 
 def run_alignment(
@@ -234,11 +199,3 @@ def closed_loop(
         say(describe(run))
     report = write_report(out, runs, engine)
     return runs, report
-
-
-def describe(run: LoopRun) -> str:
-    """One line: start and final true distance, corrective moves, and whether it converged."""
-    verdict = "within" if run.converged else "NOT within"
-    asked = f", a person validated {run.requests} step(s)" if run.supervised else ""
-    return (f"{run.name}: lamella {run.start_m * 1e6:.2f} um -> {run.final_m * 1e6:.2f} um from the centre in "
-            f"{run.moves} move(s) ({verdict} {run.tolerance_m * 1e6:.0f} um){asked}")  # fmt: skip

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from napari_fibsem.core.automation.closed_loop import FEATURE, LoopRun, describe
 from napari_fibsem.core.automation.engine import format_summary
+from napari_fibsem.core.automation.loop_run import FEATURE, LoopRun, describe
 from napari_fibsem.core.evaluation.plots import _figure, _save
 from napari_fibsem.core.io.atomic import atomic_write_text
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import numpy as np
 
-from napari_fibsem.core.evaluation.run import threshold_column
+from napari_fibsem.core.evaluation.config import threshold_column
 from napari_fibsem.core.io.atomic import atomic_path
 
 

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-from napari_fibsem.core.evaluation.run import EvalConfig, EvalResult, threshold_column
+from napari_fibsem.core.evaluation.config import EvalConfig, EvalResult, threshold_column
 from napari_fibsem.core.io.atomic import atomic_write_text
 
 _FIGURES = (("scatter", "Distance per feature"), ("histogram", "Distance histogram"),

@@ -21,9 +21,18 @@ import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import yaml
+from napari_fibsem.core.events.catalogue_records import (
+    CatalogueError,
+    EventIndex,
+    check_query,
+    event_row,
+    lookup,
+    matches,
+)
+
+__all__ = ["BUSY_TIMEOUT_S", "DB_NAME", "Catalogue", "CatalogueError", "EventIndex", "event_row", "open_catalogue"]
 
 DB_NAME = "events.sqlite"
 BUSY_TIMEOUT_S = 30.0
@@ -32,21 +41,6 @@ CREATE TABLE IF NOT EXISTS events (
     id TEXT PRIMARY KEY, dataset TEXT, label TEXT, source TEXT, folder TEXT, record TEXT
 )
 """
-
-
-class CatalogueError(ValueError):
-    """A catalogue query or an event file is invalid; the message says which."""
-
-
-class EventIndex(Protocol):
-    """What every catalogue backend offers (SQLite ``Catalogue``, ``MongoCatalogue``)."""
-
-    root: Path
-
-    def add(self, folders: list[Path]) -> int: ...
-    def rebuild(self) -> int: ...
-    def __len__(self) -> int: ...
-    def find(self, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]: ...
 
 
 def open_catalogue(root: str | Path, uri: str | None = None) -> EventIndex:
@@ -141,66 +135,13 @@ class Catalogue:
     def find(self, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Event records matching ``query`` (see the module docstring), sorted by id."""
         query = dict(query or {})
-        _check_query(query)
+        check_query(query)
         with self._connect() as db:
             rows = db.execute("SELECT folder, record FROM events ORDER BY id").fetchall()
         out = []
         for folder, text in rows:
             rec = json.loads(text)
             rec["folder"] = folder
-            if all(_matches(_lookup(rec, k), v) for k, v in query.items()):
+            if all(matches(lookup(rec, k), v) for k, v in query.items()):
                 out.append(rec)
         return out
-
-
-def event_row(root: Path, event_yaml: Path) -> tuple[str, str, str, str, str, str]:
-    """``(id, dataset, label, source, folder, record as JSON)`` of one event file, as every backend stores it."""
-    try:
-        rec = yaml.safe_load(event_yaml.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogueError(f"{event_yaml}: cannot read the event record ({e})") from None
-    if not isinstance(rec, Mapping) or "id" not in rec or "label" not in rec:
-        raise CatalogueError(f"{event_yaml}: not an event record (needs id and label)")
-    folder = event_yaml.parent
-    dataset = folder.parent.relative_to(root).as_posix() if root in folder.parents else folder.parent.name
-    rec = {**rec, "dataset": dataset}
-    return (str(rec["id"]), dataset, str(rec["label"]), str(rec.get("source", "")), str(folder),
-            json.dumps(rec, default=str))  # fmt: skip
-
-
-def _lookup(rec: Mapping[str, Any], key: str) -> Any:
-    if key in ("id", "label", "source", "dataset"):
-        return rec.get(key)
-    meta = rec.get("metadata") or {}
-    if key in meta:
-        return meta[key]
-    return (meta.get("extra") or {}).get(key)
-
-
-def _check_query(query: Mapping[str, Any]) -> None:
-    for key, want in query.items():
-        if isinstance(want, Mapping) and (not want or set(want) - {"min", "max"}):
-            raise CatalogueError(f"query key {key!r}: a range is {{min: ..., max: ...}}, got {dict(want)}")
-
-
-def _matches(value: Any, want: Any) -> bool:
-    if isinstance(want, Mapping):
-        if value is None or isinstance(value, (list, dict)):
-            return False
-        lo, hi = want.get("min"), want.get("max")
-        try:
-            return (lo is None or _cmp(value) >= _cmp(lo)) and (hi is None or _cmp(value) <= _cmp(hi))
-        except TypeError:
-            return False
-    wants = want if isinstance(want, list) else [want]
-    values = value if isinstance(value, list) else [value]
-    return any(_cmp(v) == _cmp(w) for v in values for w in wants)
-
-
-def _cmp(v: Any) -> Any:
-    """Dates compare as ISO text, numbers as floats, the rest as text."""
-    if isinstance(v, bool) or v is None:
-        return str(v)
-    if isinstance(v, (int, float)):
-        return float(v)
-    return str(v)

@@ -3,7 +3,7 @@
 One document per event, keyed by (events root, event id), so several roots can share a collection,
 re-adding an event replaces it and concurrent writers never duplicate one. Each document holds the
 record exactly as the SQLite index stores it (what ``find`` returns) and, under ``q``, the value of
-every queryable key already normalised the way ``catalogue._matches`` compares them: numbers as
+every queryable key already normalised the way ``catalogue_records.matches`` compares them: numbers as
 floats, dates, booleans and the rest as text, lists as their elements. Queries then translate to
 plain filters (``$in`` for equality and any-of, matching inside lists; ``$gte``/``$lte`` for ranges,
 which MongoDB applies only between values of one type, as the SQLite backend does) and give the same
@@ -22,7 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from napari_fibsem.core.events.catalogue import CatalogueError, _check_query, _cmp, event_row
+from napari_fibsem.core.events.catalogue_records import CatalogueError, check_query, comparable, event_row
 
 DEFAULT_DATABASE = "napari_fibsem"
 DEFAULT_COLLECTION = "events"
@@ -124,7 +124,7 @@ class MongoCatalogue:
     def find(self, query: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
         """Event records matching ``query`` (see ``catalogue``'s docstring), sorted by id."""
         query = dict(query or {})
-        _check_query(query)
+        check_query(query)
         filters = mongo_filter(self._key, query)
         with self._errors("cannot query events"):
             docs = list(self._events.find(filters, {"record": 1, "folder": 1}).sort("id", 1))
@@ -138,10 +138,10 @@ def _isnan(v: Any) -> bool:
 def _entry(key: str, value: Any) -> dict[str, Any]:
     """Key ``k``; ``v``: what equality compares (list elements); ``r``: what ranges compare, if any."""
     items = value if isinstance(value, list) else [value]
-    equal = [n for n in map(_cmp, items) if not _isnan(n)]  # NaN equals nothing
+    equal = [n for n in map(comparable, items) if not _isnan(n)]  # NaN equals nothing
     entry: dict[str, Any] = {"k": key, "v": equal}
     if value is not None and not isinstance(value, (list, dict)):
-        r = _cmp(value)
+        r = comparable(value)
         entry["r"] = None if _isnan(r) else r  # NaN: in an unbounded range only (null fails every bound)
     return entry
 
@@ -168,12 +168,12 @@ def mongo_filter(root: str, query: Mapping[str, Any]) -> dict[str, Any]:
 def _clause(key: Any, want: Any) -> dict[str, Any]:
     if isinstance(want, Mapping):  # inclusive range; a missing or null bound is open
         bounds = {
-            op: _cmp(want[b]) for op, b in (("$gte", "min"), ("$lte", "max")) if want.get(b) is not None
+            op: comparable(want[b]) for op, b in (("$gte", "min"), ("$lte", "max")) if want.get(b) is not None
         }
         if any(_isnan(b) for b in bounds.values()):
             return _NOTHING
         return {"q": {"$elemMatch": {"k": key, "r": {"$exists": True, **bounds}}}}
-    wants = [w for w in map(_cmp, want if isinstance(want, list) else [want]) if not _isnan(w)]
+    wants = [w for w in map(comparable, want if isinstance(want, list) else [want]) if not _isnan(w)]
     clause = {"q": {"$elemMatch": {"k": key, "v": {"$in": wants}}}}
     if "None" in wants:  # a key an event lacks reads as None, like catalogue._lookup
         return {"$or": [clause, {"q.k": {"$ne": key}}]}

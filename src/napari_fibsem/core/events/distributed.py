@@ -1,9 +1,10 @@
-"""Data-parallel event training: epoch shards, the DDP wrapper, and spawning local processes.
+"""Data-parallel event training: spawning the local processes that each run the event trainer.
 
 The process group, reductions and spawning are the segmentation trainer's
-(:mod:`napari_fibsem.core.training.ddp`); this module adds what the event loop needs. Each epoch's
+(:mod:`napari_fibsem.core.training.ddp`); this module and :mod:`.parallel` (the per-process part the
+trainer itself uses: epoch shards, the DDP wrapper) add what the event loop needs. Each epoch's
 batches are built and shuffled from ``(seed, epoch)`` alone, identically in every process, and
-:func:`shard` deals them out like torch's ``DistributedSampler``, so ``batch_size`` is per process
+:func:`~.parallel.shard` deals them out like torch's ``DistributedSampler``, so ``batch_size`` is per process
 and an epoch takes ``1 / world_size`` of the steps. Two ways in:
 
 - ``torchrun --nproc-per-node N -m napari_fibsem.cli events train settings.yaml``: the group comes
@@ -14,42 +15,21 @@ and an epoch takes ``1 / world_size`` of the steps. Two ways in:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
-import torch
-
+from napari_fibsem.core.events.parallel import data_parallel, shard
 from napari_fibsem.core.training.ddp import DistContext, run_distributed
 
 if TYPE_CHECKING:
     from napari_fibsem.core.events.settings import EventSettings
     from napari_fibsem.core.events.train import EventTrainingResult
 
-T = TypeVar("T")
-
-
-def shard(batches: Sequence[T], ctx: DistContext, pad: bool = True) -> list[T]:
-    """This process's share of one epoch's (already shuffled) batches.
-
-    With ``pad`` the list is first wrapped around to a multiple of ``world_size`` so every process
-    takes the same number of steps (DDP needs that); without it (validation) each batch goes to
-    exactly one process. Single process: the batches unchanged.
-    """
-    items = list(batches)
-    if not ctx.enabled:
-        return items
-    if pad and items:
-        items += [items[i % len(items)] for i in range((-len(items)) % ctx.world_size)]
-    return items[ctx.rank :: ctx.world_size]
-
-
-def data_parallel(model: torch.nn.Module, ctx: DistContext, device: torch.device) -> torch.nn.Module:
-    """``model`` wrapped in DistributedDataParallel (gradients averaged over the processes) when
-    there are several; the model itself otherwise. Train through the wrapper, evaluate the model."""
-    if not ctx.enabled:
-        return model
-    ids = [device.index] if device.type == "cuda" else None
-    return torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
+__all__ = [
+    "data_parallel",
+    "shard",
+    "train_events_distributed",
+    "train_events_rank",
+]  # the first two: ``parallel``
 
 
 def train_events_rank(

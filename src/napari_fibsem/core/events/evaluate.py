@@ -17,59 +17,48 @@ single process would get.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path, PurePosixPath
+from collections.abc import Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from napari_fibsem.core.events.crops import group_points
 from napari_fibsem.core.events.model import MIN_DISTANCE, NORMALISATION, EventModel, score_map
 from napari_fibsem.core.events.peaks import Event, fbeta, find_events, match_events
-from napari_fibsem.core.events.points import EventPoint
 from napari_fibsem.core.events.settings import EventSettings
+from napari_fibsem.core.events.train_split import Crop, MovieSource, Truth, event_truth, source_of
 from napari_fibsem.core.training.ddp import SINGLE, DistContext, all_sum, gather_objects
 
 if TYPE_CHECKING:
     from napari_fibsem.core.events.model import HeatmapUNet
-    from napari_fibsem.core.events.train import Crop
+
+__all__ = [  # MovieSource, Truth, event_truth, source_of live in ``train_split``; found here too
+    "CHANCE_DRAWS",
+    "CROP_SCOPE",
+    "MOVIE_SCOPE",
+    "THRESHOLDS",
+    "MovieSource",
+    "Truth",
+    "chance_f1",
+    "choose_threshold",
+    "crop_counts",
+    "evaluate_maps",
+    "event_truth",
+    "score_crops",
+    "score_movie",
+    "score_movies",
+    "source_of",
+    "summarise_movies",
+    "sweep_table",
+    "whole_movie_sources",
+]
 
 THRESHOLDS = tuple(round(0.05 * i, 2) for i in range(1, 20))
 """Thresholds tried on the val split (0.05 .. 0.95)."""
 CHANCE_DRAWS = 20
 CROP_SCOPE = "event crops centred on their annotated events (lenient: the rest of each movie is not scored)"
 MOVIE_SCOPE = "whole test movies: every frame and pixel, against all annotated events of those movies"
-
-Truth = list[tuple[int, float, float]]
-
-
-@dataclass(frozen=True)
-class MovieSource:
-    """The movie a crop was cut from, its point CSV, and the least (frames, height, width) it must have."""
-
-    movie: Path
-    points: Path | None = None
-    extent: tuple[int, int, int] = (0, 0, 0)
-
-
-def source_of(meta: Mapping[str, Any]) -> MovieSource | None:
-    """The source movie an ``event.yaml`` records (None when it records none)."""
-    folder, source = (meta.get("metadata") or {}).get("source_folder"), meta.get("source")
-    if not folder or not source:
-        return None
-    frames, box = meta.get("frames") or [0, -1], meta.get("box") or {}
-    points = Path(folder) / meta["points_file"] if meta.get("points_file") else None
-    extent = (int(frames[1]) + 1, int(box.get("y1", 0)), int(box.get("x1", 0)))
-    return MovieSource(Path(folder) / PurePosixPath(source).name, points, extent)
-
-
-def event_truth(points: Sequence[EventPoint]) -> Truth:
-    """One (first frame, mean y, mean x) per event, points grouped as ``events extract`` groups them."""
-    return [(min(p.frame for p in g), float(np.mean([p.y for p in g])), float(np.mean([p.x for p in g])))
-            for g in group_points(list(points))]  # fmt: skip
-
 
 # -- crops ----------------------------------------------------------------------------------------
 def crop_counts(

@@ -36,36 +36,30 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tifffile
 import torch
 import yaml
 
 from napari_fibsem.core.events.augment import augment_sample
-from napari_fibsem.core.events.distributed import data_parallel, shard
 from napari_fibsem.core.events.evaluate import (  # noqa: F401  (THRESHOLDS ... evaluate_maps: re-exported)
     CROP_SCOPE,
     THRESHOLDS,
-    MovieSource,
     chance_f1,
     choose_threshold,
     evaluate_maps,
-    event_truth,
     score_crops,
     score_movies,
-    source_of,
 )
 from napari_fibsem.core.events.losses import EventLoss
 from napari_fibsem.core.events.model import (
-    as_tchw,
     build_heatmap_unet,
-    normalise,
     save_event_bundle,
     score_map,
     window,
 )
-from napari_fibsem.core.events.points import EventPoint
+from napari_fibsem.core.events.parallel import data_parallel, shard
 from napari_fibsem.core.events.settings import EventSettings
-from napari_fibsem.core.events.training_sets import SET_FILE, read_set
+from napari_fibsem.core.events.train_split import Crop, load_split  # noqa: F401  (load_split: re-exported)
+from napari_fibsem.core.events.training_sets import SET_FILE
 from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.training.checkpointing import BEST, METRICS_CSV
 from napari_fibsem.core.training.data import TrainingSetupError
@@ -92,18 +86,6 @@ from napari_fibsem.core.training.progress import Progress, ProgressCallback, Sto
 PERFORMANCE = "performance.yaml"
 
 
-@dataclass
-class Crop:
-    """One event folder, loaded: normalised frames, target maps and the annotated events."""
-
-    id: str
-    label: str
-    images: np.ndarray  # (T, C, H, W) float32, normalised
-    target: np.ndarray  # (T, H, W) float32 in [0, 1]
-    truth: list[tuple[int, float, float]]  # one (frame, y, x) per event: its first annotated frame
-    source: MovieSource | None = None  # the movie it was cut from, as event.yaml records it
-
-
 @dataclass(frozen=True)
 class EventTrainingResult:
     output: Path
@@ -122,31 +104,6 @@ class EventTrainingResult:
     """Whole test movies at the chosen threshold (see :mod:`.evaluate`; None when off)."""
     weights_sha1: str | None = None
     """Digest of the kept weights (equal on every process of a data-parallel run)."""
-
-
-# -- data -----------------------------------------------------------------------------------------
-def load_split(set_folder: str | Path, part: str) -> list[Crop]:
-    """The crops of one split (``train``, ``val`` or ``test``) of a training set."""
-    record = read_set(set_folder)
-    out = []
-    for event_id in record.get("events", {}).get(part, []):
-        folder = Path(record["folders"][event_id])
-        try:
-            meta = yaml.safe_load((folder / "event.yaml").read_text())
-            images = as_tchw(tifffile.imread(folder / "images.tif"))
-            gt = as_tchw(tifffile.imread(folder / "ground_truth.tif").astype(np.float32))
-        except (OSError, ValueError, yaml.YAMLError) as e:
-            raise TrainingSetupError(
-                f"{folder}: cannot read event {event_id} of {Path(set_folder) / SET_FILE} ({e})"
-            ) from None
-        if images.shape != gt.shape:
-            raise TrainingSetupError(
-                f"{folder}: images {images.shape} and ground truth {gt.shape} differ in shape"
-            )
-        truth = event_truth([EventPoint(int(f), float(y), float(x)) for f, y, x in meta.get("points") or []])
-        label = str(meta.get("label", "event"))
-        out.append(Crop(event_id, label, normalise(images), gt.max(axis=1), truth, source_of(meta)))
-    return out
 
 
 def _samples(crops: Sequence[Crop]) -> list[tuple[int, int]]:

@@ -7,15 +7,14 @@ The simulator and vendor modules load only when used.
 
 from napari_fibsem.core.microscope.base import Microscope
 from napari_fibsem.core.microscope.config import (
-    ADAPTERS,
     ConfigError,
     MicroscopeConfig,
     SimulatorConfig,
-    connect,
     load_config,
     parse_config,
     save_config,
 )
+from napari_fibsem.core.microscope.connection import connect
 from napari_fibsem.core.microscope.errors import (
     AcquisitionError,
     AdapterNotAvailable,
@@ -28,13 +27,14 @@ from napari_fibsem.core.microscope.errors import (
     StageTimeoutError,
 )
 from napari_fibsem.core.microscope.events import EventLog, read_events
-from napari_fibsem.core.microscope.gas import (
+from napari_fibsem.core.microscope.gas_settings import (
     DepositionProgress,
     DepositionResult,
     GasInjectionSettings,
     GasPort,
     SputterSettings,
 )
+from napari_fibsem.core.microscope.registry import ADAPTERS
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,

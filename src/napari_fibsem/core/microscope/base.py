@@ -16,6 +16,9 @@ adapters alike:
   interleave stage moves.
 
 Image-plane offsets are metres from the image centre, +x right, +y up (see ``geometry``).
+The checks and the wrapper live in ``_guarded``, milling, gas injection and sputter coating in
+``_processes`` (mixins this class inherits); this module holds connection, imaging, beams, stage,
+manipulator and state.
 """
 
 from __future__ import annotations
@@ -23,34 +26,16 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-import time
-from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
 
 import numpy as np
 
 from napari_fibsem.core.io.imageio import FibsemImage, ImageMetadata, write_image
-from napari_fibsem.core.microscope import gas, geometry
+from napari_fibsem.core.microscope import geometry
+from napari_fibsem.core.microscope._processes import ProcessOperations
 from napari_fibsem.core.microscope.config import MicroscopeConfig
-from napari_fibsem.core.microscope.errors import (
-    AcquisitionError,
-    ConfirmationRequired,
-    ConnectionLostError,
-    LimitError,
-    MicroscopeError,
-    NotSupportedError,
-    RefusedError,
-)
+from napari_fibsem.core.microscope.errors import AcquisitionError, ConfirmationRequired, MicroscopeError
 from napari_fibsem.core.microscope.events import EventLog
-from napari_fibsem.core.microscope.gas import (
-    DepositionProgress,
-    DepositionResult,
-    GasInjectionSettings,
-    GasPort,
-    SputterSettings,
-)
-from napari_fibsem.core.microscope.hooks import InstrumentHooks
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,
@@ -58,21 +43,16 @@ from napari_fibsem.core.microscope.structures import (
     ImageSettings,
     ManipulatorPosition,
     MicroscopeState,
-    MillingProgress,
-    MillingResult,
     MillingSettings,
-    Pattern,
     StagePosition,
     now_iso,
     to_dict,
 )
 
-R = TypeVar("R")
-_REFUSALS = (LimitError, ConfirmationRequired, NotSupportedError, RefusedError)
 _PIXEL_SIZE_TOLERANCE = 0.01  # relative: a reported pixel size further off is logged as a warning
 
 
-class Microscope(InstrumentHooks):
+class Microscope(ProcessOperations):
     """A FIB-SEM: acquire, move, mill; state per instance (two microscopes share nothing)."""
 
     def __init__(
@@ -212,11 +192,6 @@ class Microscope(InstrumentHooks):
 
         return self._op("shift_beam", {"dx": dx, "dy": dy, "beam": beam}, run)
 
-    def _check_beam_shift(self, shift: tuple[float, float]) -> None:
-        limit = self.config.max_beam_shift_m
-        if max(abs(shift[0]), abs(shift[1])) > limit:
-            raise LimitError(f"refused: beam shift {shift} m exceeds ±{limit:g} m; move the stage instead")
-
     # -- stage ---------------------------------------------------------------------------------
 
     def get_stage_position(self) -> StagePosition:
@@ -292,56 +267,6 @@ class Microscope(InstrumentHooks):
         c = self.config
         return geometry.beam_angle(stage, c.column_tilt(BeamType.of(beam)), c.pre_tilt, c.reference_rotation)
 
-    def check_move(self, current: StagePosition, target: StagePosition, confirm: bool = False) -> None:
-        """Raise if ``target`` is outside the limits or too far from ``current`` without ``confirm``."""
-        self._check_limits(target)
-        if not confirm:
-            self._check_step(current, target)
-
-    def _check_limits(self, target: StagePosition) -> None:
-        """Refuse a target outside the stage limits (or not a number); needs no instrument call."""
-        lim = self.config.stage_limits
-        for axis, (lo, hi), value, unit, scale in (
-            ("x", lim.x_m, target.x, "mm", 1e3),
-            ("y", lim.y_m, target.y, "mm", 1e3),
-            ("z", lim.z_m, target.z, "mm", 1e3),
-            ("t", lim.tilt_deg, math.degrees(target.t), "°", 1.0),
-            ("r", (-math.inf, math.inf), target.r, " rad", 1.0),
-        ):
-            if not (math.isfinite(value) and lo <= value <= hi):
-                raise LimitError(
-                    f"refused: target {axis}={value * scale:.4f}{unit} is outside the stage limits "
-                    f"[{lo * scale:.4f}, {hi * scale:.4f}]{unit}; nothing moved"
-                )
-
-    def _check_step(self, current: StagePosition, target: StagePosition) -> None:
-        """Refuse an unconfirmed step beyond ``max_step_m``, or one whose size cannot be known
-        because the current position is not a number."""
-        step, limit = current.distance_to(target), self.config.max_step_m
-        if step <= limit:
-            return
-        if not math.isfinite(step):
-            raise ConfirmationRequired(
-                f"refused: the stage position reads x={current.x} y={current.y} z={current.z} m, so the "
-                "size of this move cannot be checked; call again with confirm=True to move to the target "
-                "anyway; nothing moved"
-            )
-        raise ConfirmationRequired(
-            f"refused: a move of {step * 1e6:.1f} µm is larger than the maximum step "
-            f"{limit * 1e6:.1f} µm; call again with confirm=True to move; nothing moved"
-        )
-
-    def _move_checked(
-        self, target: StagePosition, confirm: bool, current: StagePosition | None = None
-    ) -> StagePosition:
-        """Check the limits (no instrument call), then, for an unconfirmed move only, the step from
-        ``current`` (read now if not given); then move and read where the stage is."""
-        self._check_limits(target)
-        if not confirm:
-            self._check_step(current if current is not None else self._read_stage_position(), target)
-        self._move_stage_absolute(target)
-        return self._read_stage_position()
-
     # -- manipulator ---------------------------------------------------------------------------
 
     def get_manipulator_position(self) -> ManipulatorPosition:
@@ -375,125 +300,6 @@ class Microscope(InstrumentHooks):
             return self._read_manipulator()
 
         return self._op("move_manipulator_relative", {"dx": dx, "dy": dy, "dz": dz, "confirm": confirm}, run)
-
-    # -- milling -------------------------------------------------------------------------------
-
-    def setup_milling(self, settings: MillingSettings) -> None:
-        """Set the ion beam up for milling (current, voltage, field width)."""
-
-        def run() -> None:
-            self._setup_milling(settings)
-            self._milling = settings
-
-        self._op("setup_milling", {"settings": settings}, run)
-
-    def estimate_milling_time(
-        self, patterns: Sequence[Pattern], settings: MillingSettings | None = None
-    ) -> float:
-        """Seconds to mill ``patterns``: their volume over current x sputter rate."""
-        s = settings or self._milling
-        return sum(p.area * p.depth for p in patterns) / (s.current * s.rate)
-
-    def run_milling(
-        self,
-        patterns: Sequence[Pattern],
-        on_progress: Callable[[MillingProgress], None] | None = None,
-        stop: threading.Event | None = None,
-    ) -> MillingResult:
-        """Mill ``patterns`` (ion-image metres) with the settings from ``setup_milling``.
-
-        ``stop`` is checked between steps; a stopped run returns ``completed=False`` with what was
-        milled so far. An error (or an exception from ``on_progress``) stops the instrument first.
-        """
-        patterns = list(patterns)
-
-        def run() -> MillingResult:
-            t0, c0 = time.monotonic(), self._simulated_clock()
-
-            def simulated() -> float | None:  # a simulator's duration so far, next to the real one
-                return None if c0 is None else self._simulated_clock() - c0
-
-            estimate = self.estimate_milling_time(patterns)
-            total = self._start_milling(patterns, self._milling)
-            done = 0
-            try:
-                while done < total:
-                    if stop is not None and stop.is_set():
-                        self._stop_milling()
-                        return MillingResult(False, done, total, time.monotonic() - t0, simulated())
-                    done, total, index = self._mill_step()
-                    if on_progress is not None:
-                        remaining = estimate * (1 - done / total) if total else 0.0
-                        elapsed, sim = time.monotonic() - t0, simulated()
-                        on_progress(MillingProgress(done, total, index, elapsed, remaining, simulated_s=sim))
-            except BaseException as e:
-                self._stop_after(e)
-                raise
-            return MillingResult(True, done, total, time.monotonic() - t0, simulated())
-
-        return self._op("run_milling", {"patterns": patterns, "settings": self._milling}, run)
-
-    def _stop_after(self, error: BaseException) -> None:
-        """Stop milling after ``error``. Should stopping fail too, ``error`` stays the one raised and
-        carries the stop failure (in its message, or as a note) and the event log records it."""
-        try:
-            self._stop_milling()
-        except Exception as stop_error:
-            note = (
-                f"stopping the milling failed as well ({type(stop_error).__name__}: {stop_error}); "
-                "the ion beam may still be milling: check the instrument"
-            )
-            self.events.write("stop_milling", {}, ok=False, error=stop_error)
-            if isinstance(error, MicroscopeError):
-                error.args = (f"{error}; {note}",)
-            else:  # what add_note() does (Python >= 3.11); _op puts notes into its message
-                error.__notes__ = [*getattr(error, "__notes__", ()), note]
-
-    # -- gas injection, sputter coating (the sequences are in ``gas``) ------------------------
-
-    def gas_ports(self) -> list[GasPort]:
-        """Every GIS port: name, inserted, valve open, temperature (K), ready."""
-        return self._op("gas_ports", {}, lambda: gas.read_ports(self))
-
-    def insert_gis(self, port: str, position: str | None = None) -> GasPort:
-        return self._op(
-            "insert_gis", {"port": port, "position": position}, lambda: gas.insert(self, port, position)
-        )
-
-    def retract_gis(self, port: str) -> GasPort:
-        """Retract the GIS of ``port``; its valve is closed first unless it reads closed."""
-        return self._op("retract_gis", {"port": port}, lambda: gas.retract(self, port))
-
-    def run_gas_injection(
-        self,
-        settings: GasInjectionSettings,
-        *,
-        on_progress: Callable[[DepositionProgress], None] | None = None,
-        stop: threading.Event | None = None,
-    ) -> DepositionResult:
-        """Deposit through a GIS port: insert, heat until ready, open for ``settings.duration``,
-        close, retract. Refused unless the chamber is pumped. Whatever ends it (``stop``, an
-        error), the valve is closed and the GIS retracted; see ``gas`` for the details."""
-        return self._op(
-            "run_gas_injection",
-            {"settings": settings},
-            lambda: gas.run_gas_injection(self, settings, on_progress, stop),
-        )
-
-    def sputter_coat(
-        self,
-        settings: SputterSettings,
-        *,
-        on_progress: Callable[[DepositionProgress], None] | None = None,
-        stop: threading.Event | None = None,
-    ) -> DepositionResult:
-        """Sputter-coat for ``settings.duration``; refused unless the chamber is pumped; the coater
-        always recovers (restores the chamber) afterwards."""
-        return self._op(
-            "sputter_coat",
-            {"settings": settings},
-            lambda: gas.sputter_coat(self, settings, on_progress, stop),
-        )
 
     # -- state ---------------------------------------------------------------------------------
 
@@ -539,61 +345,3 @@ class Microscope(InstrumentHooks):
             manip,
         )
 
-    # -- the wrapper every public call goes through --------------------------------------------
-
-    def _op(
-        self,
-        op: str,
-        args: dict[str, Any],
-        fn: Callable[[], R],
-        *,
-        needs_connection: bool = True,
-        recover: bool = True,
-    ) -> R:
-        with self._lock:
-            t0 = time.monotonic()
-            try:
-                if needs_connection and not self.connected:
-                    raise ConnectionLostError(
-                        f"{op}: not connected to {self.config.name}; call reconnect() first"
-                    )
-                result = fn()
-            except Exception as e:
-                notes = "".join(f"; {n}" for n in getattr(e, "__notes__", ()))
-                err = (
-                    e
-                    if isinstance(e, MicroscopeError)
-                    else MicroscopeError(f"{op} failed: {type(e).__name__}: {e}{notes}")
-                )
-                after = None
-                if recover and needs_connection and not isinstance(e, _REFUSALS) and self.connected:
-                    after = self._recover(err)
-                self.events.write(
-                    op,
-                    args,
-                    ok=False,
-                    error=err,
-                    stage_after=after,
-                    state_known=self.state_known,
-                    duration_s=time.monotonic() - t0,
-                )
-                if err is e:
-                    raise
-                raise err from e
-            self.events.write(op, args, ok=True, result=result, duration_s=time.monotonic() - t0)
-            return result
-
-    def _recover(self, err: MicroscopeError) -> StagePosition | None:
-        """Re-read the stage after a failure, so the caller knows where it is."""
-        try:
-            if isinstance(err, ConnectionLostError):
-                raise err
-            pos = self._read_stage_position()
-        except Exception:
-            self.connected = False
-            self.state_known = False
-            err.args = (f"{err}; state unknown: the connection is lost, call reconnect()",)
-            return None
-        self.state_known = True
-        err.args = (f"{err}; state re-read: stage at x={pos.x:.3e} y={pos.y:.3e} z={pos.z:.3e} m",)
-        return pos

@@ -1,4 +1,4 @@
-"""Per-system microscope configuration (YAML, validated by pydantic) and the adapter registry.
+"""Per-system microscope configuration (YAML, validated by pydantic).
 
 One YAML file describes one instrument: manufacturer (which selects the adapter), address,
 shuttle pre-tilt, column tilts, stage limits, the largest move allowed without confirmation,
@@ -6,44 +6,28 @@ beam defaults and the system-info fingerprint recorded in every image's metadata
 keys are errors (a misspelt limit must not silently fall back to a default). Angles are given
 in degrees in the file (keys end in ``_deg``); everything else is SI with the unit in the key.
 
-``connect(config)`` picks the adapter from :data:`ADAPTERS`, a plain dict from manufacturer to
-``module:Class``, imported only when used (so vendor SDKs load only for their adapter).
+The manufacturer must be one the adapter registry (``registry.ADAPTERS``) knows; building and
+connecting the adapter is ``connection.connect``.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import json
 import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from napari_fibsem.core.io.atomic import atomic_write_text
-from napari_fibsem.core.microscope.errors import AdapterNotAvailable
-
-if TYPE_CHECKING:
-    from napari_fibsem.core.microscope.base import Microscope
-
-_SIM = "napari_fibsem.core.microscope.simulator:SimulatedMicroscope"
-ADAPTERS: dict[str, str] = {
-    "demo": _SIM,
-    "simulator": _SIM,
-    "thermofisher": "napari_fibsem.core.microscope.thermofisher:ThermoFisherMicroscope",
-    "tescan": "napari_fibsem.core.microscope.tescan:TescanMicroscope",
-}
-"""Manufacturer (lower case, no spaces) -> ``module:Class`` of its adapter."""
+from napari_fibsem.core.microscope.registry import ADAPTERS, SIMULATOR
+from napari_fibsem.core.microscope.registry import adapter_key as _key
 
 
 class ConfigError(ValueError):
     """A configuration file or value is invalid; the message names the file and the key."""
-
-
-def _key(manufacturer: str) -> str:
-    return "".join(ch for ch in manufacturer.lower() if ch.isalnum())
 
 
 class _Model(BaseModel):
@@ -182,7 +166,7 @@ class MicroscopeConfig(_Model):
 
     @property
     def is_simulator(self) -> bool:
-        return ADAPTERS[_key(self.manufacturer)] == _SIM
+        return ADAPTERS[_key(self.manufacturer)] == SIMULATOR
 
     @property
     def pre_tilt(self) -> float:
@@ -249,36 +233,3 @@ def save_config(config: MicroscopeConfig, path: str | Path) -> Path:
     path = Path(path)
     atomic_write_text(path, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     return path
-
-
-def adapter_class(manufacturer: str) -> type[Microscope]:
-    """The adapter class for ``manufacturer``, imported now; a missing one raises a clear error."""
-    key = _key(manufacturer)
-    if key not in ADAPTERS:
-        raise ConfigError(f"unknown manufacturer {manufacturer!r}; known: {sorted(ADAPTERS)}")
-    module_name, _, cls_name = ADAPTERS[key].partition(":")
-    try:
-        module = importlib.import_module(module_name)
-    except ModuleNotFoundError as e:
-        if e.name != module_name:  # the adapter exists but its SDK (or another dependency) is missing
-            raise
-        raise AdapterNotAvailable(
-            f"the {manufacturer} adapter is not available here ({module_name} is not part of this "
-            "installation); use 'manufacturer: Demo' for the simulator"
-        ) from None
-    return getattr(module, cls_name)
-
-
-def connect(config: MicroscopeConfig | dict | str | Path | None = None, **kwargs: Any) -> Microscope:
-    """Build the adapter that ``config`` names and connect it (no argument: the simulator).
-
-    ``config`` may be a :class:`MicroscopeConfig`, a mapping or a YAML path; ``kwargs`` go to the
-    adapter (e.g. ``event_log=``).
-    """
-    if config is None or isinstance(config, dict):
-        config = parse_config(config)
-    elif isinstance(config, (str, Path)):
-        config = load_config(config)
-    microscope = adapter_class(config.manufacturer)(config, **kwargs)
-    microscope.connect()
-    return microscope

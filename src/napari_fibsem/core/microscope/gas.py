@@ -22,111 +22,48 @@ Units: seconds, kelvin (the stage and GIS temperatures; °C = K - 273.15), pasca
 
 from __future__ import annotations
 
-import math
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 from napari_fibsem.core.microscope.errors import MicroscopeError, NotSupportedError, RefusedError
+from napari_fibsem.core.microscope.gas_settings import (
+    DepositionProgress,
+    DepositionResult,
+    GasInjectionSettings,
+    GasPort,
+    Phase,
+    SputterSettings,
+)
 
 if TYPE_CHECKING:
-    from napari_fibsem.core.microscope.base import Microscope
+    from napari_fibsem.core.microscope.hooks import InstrumentHooks
+
+__all__ = [
+    "TICK_S",
+    "DepositionProgress",
+    "DepositionResult",
+    "GasInjectionSettings",
+    "GasPort",
+    "Phase",
+    "SputterSettings",
+    "insert",
+    "read_ports",
+    "require_port",
+    "require_pumped",
+    "retract",
+    "run_gas_injection",
+    "sputter_coat",
+]
 
 TICK_S = 0.2  # how often a waiting sequence checks ``stop`` and reports progress
-Phase = Literal["insert", "heat", "deposit", "prepare", "coat"]
-
-
-# -- data ----------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class GasPort:
-    """One GIS port as the instrument reports it; ``None`` where the instrument does not say."""
-
-    name: str  # e.g. "Pt dep"
-    inserted: bool | None = None
-    open: bool | None = None  # the valve
-    temperature: float | None = None  # K
-    ready: bool | None = None  # heated and ready to open
-
-
-@dataclass(frozen=True)
-class GasInjectionSettings:
-    """One deposition through a GIS port: the valve is open for ``duration`` seconds.
-
-    ``heat`` switches the port's heater on first (and off at the end) and waits, at most
-    ``heat_timeout`` seconds, until the port is ready: until it reads at least ``temperature``
-    (K) when that is given, else until the instrument says it is ready. ``insert_position`` is an
-    insert position the instrument names (None: its default).
-    """
-
-    port: str = "Pt dep"
-    duration: float = 30.0  # s
-    insert_position: str | None = None
-    heat: bool = True
-    temperature: float | None = None  # K
-    heat_timeout: float = 60.0  # s
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.duration) and self.duration >= 0):
-            raise ValueError(f"the injection duration must be >= 0 s, not {self.duration}")
-        if not self.heat_timeout > 0:
-            raise ValueError(f"heat_timeout must be positive, not {self.heat_timeout}")
-        if self.temperature is not None and not (self.heat and self.temperature > 0):
-            raise ValueError("a GIS temperature (K, > 0) needs heat=True")
-
-
-@dataclass(frozen=True)
-class SputterSettings:
-    """One sputter coating run of ``duration`` seconds; ``current``/``voltage``/``target`` where
-    the instrument lets them be set (None: as the instrument is set up)."""
-
-    duration: float = 30.0  # s
-    current: float | None = None  # A (a magnetron coater runs at ~10 mA = 0.01 A)
-    voltage: float | None = None  # V
-    target: str | None = None  # target or gas, e.g. "Pt"
-
-    def __post_init__(self) -> None:
-        if not (math.isfinite(self.duration) and self.duration >= 0):
-            raise ValueError(f"the sputter duration must be >= 0 s, not {self.duration}")
-        for name in ("current", "voltage"):
-            value = getattr(self, name)
-            if value is not None and not value > 0:
-                raise ValueError(f"sputter {name} must be positive, not {value}")
-
-
-@dataclass(frozen=True)
-class DepositionProgress:
-    """One progress report of a gas injection or a sputter run; ``fraction`` drives a progress bar."""
-
-    phase: Phase
-    deposited: float  # s of gas flow / coating so far
-    requested: float  # s asked for
-    elapsed: float  # s since the start of the sequence
-    message: str = ""
-
-    @property
-    def fraction(self) -> float:
-        return min(1.0, self.deposited / self.requested) if self.requested else 1.0
-
-
-@dataclass(frozen=True)
-class DepositionResult:
-    """How a gas injection or a sputter run ended; ``stopped_in`` names the phase a stop ended."""
-
-    completed: bool
-    deposited: float  # s of gas flow / coating
-    requested: float  # s
-    elapsed: float  # s, the whole sequence
-    stopped_in: Phase | None = None
 
 
 # -- checks --------------------------------------------------------------------------------------
 
 
-def require_pumped(m: Microscope, what: str) -> None:
+def require_pumped(m: InstrumentHooks, what: str) -> None:
     """Refuse ``what`` unless the chamber reads pumped (an instrument that cannot say is refused)."""
     try:
         chamber = m._read_chamber()
@@ -140,7 +77,7 @@ def require_pumped(m: Microscope, what: str) -> None:
         )
 
 
-def require_port(m: Microscope, port: str) -> str:
+def require_port(m: InstrumentHooks, port: str) -> str:
     """``port`` if the instrument has it; otherwise refuse, listing the ports it has."""
     names = [str(n) for n in m._gas_port_names()]
     if port not in names:
@@ -153,17 +90,17 @@ def require_port(m: Microscope, port: str) -> str:
 # -- single operations -----------------------------------------------------------------------------
 
 
-def read_ports(m: Microscope) -> list[GasPort]:
+def read_ports(m: InstrumentHooks) -> list[GasPort]:
     return [m._read_gas_port(str(name)) for name in m._gas_port_names()]
 
 
-def insert(m: Microscope, port: str, position: str | None = None) -> GasPort:
+def insert(m: InstrumentHooks, port: str, position: str | None = None) -> GasPort:
     require_port(m, port)
     m._insert_gis(port, position)
     return m._read_gas_port(port)
 
 
-def retract(m: Microscope, port: str) -> GasPort:
+def retract(m: InstrumentHooks, port: str) -> GasPort:
     """Retract ``port``; a valve that does not read closed is closed first."""
     require_port(m, port)
     if m._read_gas_port(port).open is not False:
@@ -180,7 +117,7 @@ class _Run:
 
     def __init__(
         self,
-        m: Microscope,
+        m: InstrumentHooks,
         args: dict[str, Any],
         requested: float,
         on_progress: Callable[[DepositionProgress], None] | None,
@@ -275,7 +212,7 @@ def _add_note(error: BaseException, note: str) -> None:
 
 
 def run_gas_injection(
-    m: Microscope,
+    m: InstrumentHooks,
     settings: GasInjectionSettings,
     on_progress: Callable[[DepositionProgress], None] | None = None,
     stop: threading.Event | None = None,
@@ -348,7 +285,7 @@ def _wait_ready(run: _Run, name: str, settings: GasInjectionSettings) -> bool:
 
 
 def sputter_coat(
-    m: Microscope,
+    m: InstrumentHooks,
     settings: SputterSettings,
     on_progress: Callable[[DepositionProgress], None] | None = None,
     stop: threading.Event | None = None,

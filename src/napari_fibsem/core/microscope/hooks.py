@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from napari_fibsem.core.microscope.errors import NotSupportedError
-from napari_fibsem.core.microscope.gas import GasPort, SputterSettings
+from napari_fibsem.core.microscope.gas_settings import GasPort, SputterSettings
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,
@@ -28,9 +29,14 @@ from napari_fibsem.core.microscope.structures import (
     StagePosition,
 )
 
+if TYPE_CHECKING:
+    from napari_fibsem.core.microscope.events import EventLog
+
 
 class InstrumentHooks(ABC):
     """What an adapter implements (all units SI; image offsets +x right, +y up)."""
+
+    events: EventLog  # set by ``Microscope``; the sequences in ``gas`` log each step to it
 
     def _connect(self) -> None:  # noqa: B027 (optional hook)
         """Open the vendor connection."""

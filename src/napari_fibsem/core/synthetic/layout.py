@@ -28,7 +28,7 @@ from napari_fibsem.core.synthetic.objects import (
 )
 
 if TYPE_CHECKING:
-    from napari_fibsem.core.synthetic.scene import SceneConfig
+    from napari_fibsem.core.synthetic.config import SceneConfig
 
 
 def child_rngs(rng: np.random.Generator, n: int) -> list[np.random.Generator]:

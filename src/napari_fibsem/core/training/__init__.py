@@ -31,7 +31,7 @@ _EXPORTS = {
     "TrainingResult": "progress",
     "train": "loop",
     "DistContext": "ddp",
-    "train_distributed": "ddp",
+    "train_distributed": "launch",
 }
 
 __all__ = [
@@ -62,7 +62,8 @@ if TYPE_CHECKING:
     from napari_fibsem.core.training.config import AugmentConfig, ConfigError, LossConfig, TrainingConfig
     from napari_fibsem.core.training.config_file import load_config, parse_config
     from napari_fibsem.core.training.data import TrainingSetupError
-    from napari_fibsem.core.training.ddp import DistContext, train_distributed
+    from napari_fibsem.core.training.ddp import DistContext
+    from napari_fibsem.core.training.launch import train_distributed
     from napari_fibsem.core.training.loop import Trainer, train
     from napari_fibsem.core.training.losses import SegmentationLoss
     from napari_fibsem.core.training.metrics import SegmentationMetrics, compute_metrics, confusion_matrix

@@ -2,8 +2,8 @@
 
 Two ways in, one trainer: ``torchrun --nproc-per-node N -m napari_fibsem.cli train --config c.yaml``
 (the process group comes from torchrun's environment variables), or
-:func:`train_distributed` / ``napari-fibsem train --nprocs N``, which spawns N local processes
-itself. Every process trains on its shard of each epoch; only rank 0 writes bundles and logs.
+:func:`~napari_fibsem.core.training.launch.train_distributed` / ``napari-fibsem train --nprocs N``,
+which spawns N local processes itself. Every process trains on its shard of each epoch; only rank 0 writes bundles and logs.
 :func:`run_distributed` spawns any such per-process function (the event trainer uses it too, see
 ``core/events/distributed.py``); the helpers below keep the processes' numbers and weights in step.
 """
@@ -16,17 +16,13 @@ import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 import torch.distributed as dist
 
-from napari_fibsem.core.training.config import TrainingConfig
 from napari_fibsem.core.training.data import TrainingSetupError
 from napari_fibsem.core.training.progress import TrainingError
-
-if TYPE_CHECKING:
-    from napari_fibsem.core.training.progress import TrainingResult
 
 
 @dataclass(frozen=True)
@@ -218,29 +214,3 @@ def _worker(
         queue.put(("error", rank, (type(e).__name__, str(e))))
     finally:
         cleanup(barrier=ok)
-
-
-def train_distributed(config: TrainingConfig, nprocs: int, **trainer_kwargs: Any) -> TrainingResult:
-    """Train a segmentation model with ``nprocs`` local processes and return rank 0's result.
-
-    ``trainer_kwargs`` (e.g. ``write``) are used by rank 0 only and must be picklable; progress
-    callbacks cannot cross processes, so they are not accepted here.
-    """
-    if nprocs < 1:
-        raise ValueError(f"nprocs must be >= 1, got {nprocs}")
-    if "on_progress" in trainer_kwargs or "should_stop" in trainer_kwargs:
-        raise TypeError("on_progress/should_stop cannot be passed to spawned processes")
-    if nprocs == 1:
-        from napari_fibsem.core.training.loop import Trainer
-
-        return Trainer(config, **trainer_kwargs).run()
-    return run_distributed(_train_segmentation, config.to_jsonable(), nprocs, **trainer_kwargs)[0]
-
-
-def _train_segmentation(
-    config_data: dict, ctx: DistContext, init_method: str, **kwargs: Any
-) -> TrainingResult:
-    from napari_fibsem.core.training.loop import Trainer
-
-    config = TrainingConfig.model_validate(config_data)
-    return Trainer(config, dist_context=ctx, init_method=init_method, **kwargs).run()
