@@ -6,7 +6,7 @@ same ``Trainer`` that ``napari-fibsem train`` runs, then loads the best bundle w
 ``load_model`` and predicts every full-size test image with ``predict`` (the path the widgets
 and detection use). The figure is the mean foreground IoU over the test split: per class, one
 IoU from the confusion matrix summed over all test images (not an average of per-image IoUs),
-then the mean over the foreground classes that occur (`core/models/inference.py: evaluate_folder`).
+then the mean over the foreground classes that occur (`core/evaluation/folder.py: evaluate_folder`).
 
     python benchmarks/train_quality.py              # 300 train / 60 test, 512x768 (~17 min on 2 cores)
     python benchmarks/train_quality.py --quick      # a few tiny scenes: a smoke run (~30 s)
@@ -146,8 +146,8 @@ class _EpochPrinter:
 
 def evaluate(bundle: Path, test_dir: Path) -> tuple[dict[str, float | None], float, float]:
     """Per-class IoU over the whole test split, mean foreground IoU, and seconds per image."""
+    from napari_fibsem.core.evaluation.folder import evaluate_folder
     from napari_fibsem.core.models import load_model
-    from napari_fibsem.core.models.inference import evaluate_folder
 
     metrics, per_image = evaluate_folder(load_model(bundle, device="cpu"), test_dir)
     mean_fg = metrics.mean_fg_iou

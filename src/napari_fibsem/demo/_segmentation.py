@@ -101,8 +101,9 @@ def segmentation_part(
          f"({trained.global_step} steps of {RECIPE['batch_size']} crops of {crop} px at {scale:g}x scale): "
          f"{result.model}; metrics.csv and tensorboard/ beside it")  # fmt: skip
 
+    from napari_fibsem.core.evaluation.folder import evaluate_folder
     from napari_fibsem.core.models import load_model
-    from napari_fibsem.core.models.inference import evaluate_folder, predict_folder
+    from napari_fibsem.core.models.inference import predict_folder
 
     write_dataset(result.test, n=unseen, size=size, seed=seed + 10_000, beam="mixed")
     model = load_model(result.model)

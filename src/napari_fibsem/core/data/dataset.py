@@ -12,9 +12,9 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_fibsem.core.data.scaling import check_input_scale, resize_image, resize_labels, scaled_shape
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.io.imageio import ImageIOError, list_tiffs, read_image, read_labels
-from napari_fibsem.core.models.scaling import check_input_scale, resize_image, resize_labels, scaled_shape
 
 Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.ndarray, np.ndarray]]
 """An augmentation hook: ``(image, mask, rng) -> (image, mask)``, applied to numpy arrays."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -25,6 +25,7 @@ from napari_fibsem.core._optional import require
 from napari_fibsem.core.io.atomic import atomic_dir
 from napari_fibsem.core.io.classes import ClassMap, ClassMapError
 from napari_fibsem.core.io.imageio import ImageMetadata, write_image, write_labels
+from napari_fibsem.core.progress import ProgressCallback
 
 SUMMARY_FILE = "import_summary.yaml"
 """Written at the top of the output; ``overwrite`` only ever deletes folders that contain it."""
@@ -33,7 +34,6 @@ _SHARD = re.compile(r"^(?P<split>.+?)-\d{5}-of-\d{5}(?:-[0-9a-fA-F]+)?$")
 _TIFF_MAGIC = (b"II*\x00", b"MM\x00*", b"II+\x00", b"MM\x00+")
 _ROWS_PER_BATCH = 16
 
-ProgressCallback = Callable[[int, int], None]
 
 
 class ImportDatasetError(ValueError):

@@ -32,7 +32,7 @@ from napari_fibsem.core.data.dataset import discover
 from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.io.imageio import read_image, read_labels
-from napari_fibsem.core.models.inference import ProgressCallback
+from napari_fibsem.core.progress import ProgressCallback
 
 Segmentation = Literal["polygon", "rle"]
 CSV_COLUMNS = ["file", "image_id", "annotation_id", "instance", "class_id", "class_name", "area",

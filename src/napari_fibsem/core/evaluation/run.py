@@ -35,8 +35,8 @@ from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.io.imageio import ImageIOError, read_image, read_labels
 from napari_fibsem.core.io.keypoints import Keypoint, read_keypoints
+from napari_fibsem.core.progress import ProgressCallback
 
-ProgressCallback = Callable[[int, int], None]
 # the config types live in ``config`` (so plots and report need not import this module); they stay
 # importable from here, where callers have always found them
 __all__ = [

@@ -30,8 +30,8 @@ from napari_fibsem.core.models.tiling import (
     predict_tiled,
     tile_starts,
 )
+from napari_fibsem.core.progress import ProgressCallback
 
-ProgressFn = Callable[[int, int], None]
 """``on_progress(frames done, frames in total)``."""
 
 CSV_COLUMNS = ("index", "axis-0", "axis-1", "axis-2", "score")
@@ -110,7 +110,7 @@ def predict_movie(
     threshold: float | None = None,
     hysteresis: float | None = None,
     min_distance: int | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> EventPrediction:
     """Score every frame of a (T, [C,] H, W) movie and find its events.
@@ -188,7 +188,7 @@ def predict_file(
     overlap: int = 32,
     batch_size: int = 8,
     device: str | None = None,
-    on_progress: ProgressFn | None = None,
+    on_progress: ProgressCallback | None = None,
     should_stop: Callable[[], bool] | None = None,
 ) -> tuple[EventPrediction, dict[str, Path]]:
     """Predict a TIFF movie with a bundle; write ``<name>_scores.tif`` and ``<name>_events.csv`` to ``out_dir``.

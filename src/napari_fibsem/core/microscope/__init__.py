@@ -5,6 +5,8 @@ names (``Demo``: :class:`~napari_fibsem.core.microscope.simulator.SimulatedMicro
 The simulator and vendor modules load only when used.
 """
 
+import lazy_loader
+
 from napari_fibsem.core.microscope.base import Microscope
 from napari_fibsem.core.microscope.config import (
     ConfigError,
@@ -102,9 +104,5 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str):
-    if name == "SimulatedMicroscope":  # renders with scipy; loaded on first use
-        from napari_fibsem.core.microscope.simulator import SimulatedMicroscope
-
-        return SimulatedMicroscope
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+# The simulator renders with scipy: loaded on first use (lazy_loader, as in core.models and core.training).
+__getattr__, _, _ = lazy_loader.attach(__name__, submod_attrs={"simulator": ["SimulatedMicroscope"]})

@@ -15,9 +15,9 @@ from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from napari_fibsem.core.data.scaling import resize_image, resize_probs, scaled_shape
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.normalization import Normalization
-from napari_fibsem.core.models.scaling import resize_image, resize_probs, scaled_shape
 from napari_fibsem.core.models.tiling import crop_pads, effective_tile_size, pad_to_multiple, predict_tiled
 
 

@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 
+from napari_fibsem.core.data.scaling import check_input_scale
 from napari_fibsem.core.io.atomic import atomic_path
 from napari_fibsem.core.io.classes import ClassMap, ClassMapError
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.normalization import Normalization
-from napari_fibsem.core.models.scaling import check_input_scale
 
 BUNDLE_KEY = "napari_fibsem_bundle"
 BUNDLE_FORMAT_VERSION = 1
@@ -92,7 +92,7 @@ class BundleMetadata:
     in_channels: int = 1
     input_scale: float = 1.0
     """Images are resized by this factor before the network sees them (0.5: half width and height)
-    and the probabilities back to the full size; see :mod:`~napari_fibsem.core.models.scaling`."""
+    and the probabilities back to the full size; see :mod:`~napari_fibsem.core.data.scaling`."""
     training_config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     created_at: str = field(default_factory=lambda: datetime.now(timezone.utc).isoformat(timespec="seconds"))

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_fibsem.core.data.scaling import check_input_scale
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError, TiledSegmentationModel
 from napari_fibsem.core.models.bundle import (
@@ -25,7 +26,6 @@ from napari_fibsem.core.models.bundle import (
 )
 from napari_fibsem.core.models.formats import sniff
 from napari_fibsem.core.models.normalization import Normalization
-from napari_fibsem.core.models.scaling import check_input_scale
 
 _SHOW_KEYS = 5
 

@@ -8,8 +8,9 @@ Names are resolved lazily, so reading a config does not import torch.
 
 from __future__ import annotations
 
-import importlib
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
+
+import lazy_loader
 
 _EXPORTS = {
     "AugmentConfig": "config",
@@ -70,15 +71,7 @@ if TYPE_CHECKING:
     from napari_fibsem.core.training.progress import Progress, StopFlag, TrainingError, TrainingResult
 
 
-def __getattr__(name: str) -> Any:
-    try:
-        module = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted(set(globals()) | set(__all__))
+# lazy_loader (as scikit-image and napari do): a name's submodule is imported on first access.
+__getattr__, __dir__, _ = lazy_loader.attach(
+    __name__, submod_attrs={m: [n for n, mod in _EXPORTS.items() if mod == m] for m in set(_EXPORTS.values())}
+)

@@ -11,9 +11,7 @@ import pytest
 import torch
 
 from napari_fibsem.core.data.dataset import SegmentationDataset, discover
-from napari_fibsem.core.io.classes import ClassMap
-from napari_fibsem.core.models import BundleMetadata, ModelLoadError, create_model, load_model, read_bundle
-from napari_fibsem.core.models.scaling import (
+from napari_fibsem.core.data.scaling import (
     _linear_matrix,
     _separable,
     check_input_scale,
@@ -22,6 +20,8 @@ from napari_fibsem.core.models.scaling import (
     resize_probs,
     scaled_shape,
 )
+from napari_fibsem.core.io.classes import ClassMap
+from napari_fibsem.core.models import BundleMetadata, ModelLoadError, create_model, load_model, read_bundle
 from napari_fibsem.core.synthetic.dataset import write_dataset
 from napari_fibsem.core.training import TrainingConfig, train
 
