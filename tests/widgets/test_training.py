@@ -16,6 +16,7 @@ from qtpy.QtCore import QTimer
 
 from napari_fibsem.core.synthetic.dataset import write_dataset
 from napari_fibsem.core.training import load_config
+from napari_fibsem.widgets._plot import EpochPlot
 from napari_fibsem.widgets.training import TrainingWidget
 
 pytestmark = pytest.mark.gui
@@ -264,3 +265,27 @@ def test_input_scale_and_mixed_precision_fields(widget, dataset, tmp_path):
     shot = w.viewer.screenshot(canvas_only=False)
     Image.fromarray(shot).save(tmp_path / "training_widget.png")  # looked at: both fields in the form
     assert shot[..., :3].std() > 10
+
+
+def test_plot_lines_show_the_points(qtbot):
+    """The drawn lines hold exactly what ``points()`` reports: non-finite and missing values are
+    dropped from their own curve only, and the legend shows each curve's latest value."""
+    plot = EpochPlot()
+    qtbot.addWidget(plot)
+    records = [
+        {"epoch": 1, "train_loss": 0.9, "val_loss": 1.0, "mean_fg_iou": 0.2},
+        {"epoch": 2, "train_loss": 0.7, "val_loss": float("nan"), "mean_fg_iou": 0.4},
+        {"epoch": 3, "train_loss": 0.5, "mean_fg_iou": 0.5},
+    ]
+    plot.set_epochs(10)
+    plot.set_history(records)
+    plot.draw()
+    for key, line in plot.lines.items():
+        xs, ys = line.get_data()
+        assert list(zip(xs, ys)) == plot.points(key)
+    assert plot.points("val_loss") == [(1, 1.0)] and len(plot.points("train_loss")) == 3
+    assert "train loss 0.5" in [t.get_text() for t in plot.figure.legends[0].get_texts()]
+    lo, hi = plot._left.get_ylim()
+    assert lo < 0.5 and hi > 1.0  # the losses fit their axis
+    plot.clear()
+    assert all(len(line.get_xdata()) == 0 for line in plot.lines.values())
