@@ -239,7 +239,7 @@ def test_embed_waits_for_a_running_prefetch(vit_t):
     service = SamService(vit_t, disk_cache=False, on_progress=progress.append)
     assert service.prefetch([image], tags=["next"]) == 1
     deadline = time.monotonic() + 10
-    while not service._worker_busy and time.monotonic() < deadline:  # the worker took the job
+    while not service._prefetch.busy and time.monotonic() < deadline:  # the worker took the job
         time.sleep(0.01)
     emb = service.embed(image)
     assert service.encoder_runs == 1
@@ -255,7 +255,7 @@ def test_embed_takes_over_a_queued_job_and_goes_first(vit_t):
     _stub_encoder(service, gate, order)
     a, b, c = (np.full(SHAPE, v, np.uint8) for v in (1, 2, 3))
     service.prefetch([a, b, c])
-    while not service._worker_busy:
+    while not service._prefetch.busy:
         time.sleep(0.005)
     result = {}
     thread = threading.Thread(target=lambda: result.setdefault("c", service.embed(c)))
@@ -274,7 +274,7 @@ def test_cancel_drops_pending_jobs(vit_t):
     _stub_encoder(service, gate, order)
     images = [np.full(SHAPE, v, np.uint8) for v in (1, 2, 3)]
     assert service.prefetch(images) == 3
-    while not service._worker_busy:
+    while not service._prefetch.busy:
         time.sleep(0.005)
     assert service.cancel() == 2 and service.pending == 0
     gate.set()

@@ -8,12 +8,11 @@ class map for 6 outputs, generic names otherwise, and "fixed" normalisation; a f
 graph is not ``N x 1 x H x W`` in is refused with one clear message before any runtime sees it.
 
 Softmax is applied here when the graph ends in logits (numpy takes ~1% of a U-Net's time for it,
-ONNX Runtime's channel softmax ~15%).
+ONNX Runtime's channel softmax ~15%). Reading and checking the file itself is ``onnx_file``'s job.
 """
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -25,17 +24,32 @@ from napari_fibsem.core._optional import require
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError, TiledSegmentationModel
 from napari_fibsem.core.models.bundle import BundleMetadata, openfibsem_class_map
-from napari_fibsem.core.models.formats import looks_like_onnx
 from napari_fibsem.core.models.normalization import Normalization
+from napari_fibsem.core.models.onnx_file import (
+    METADATA_KEY,
+    OutputKind,
+    check_io,
+    declared_classes,
+    fixed_input,
+    graph_output_kind,
+    our_metadata,
+    read_proto,
+)
 from napari_fibsem.core.models.tiling import predict_tiled
 
+__all__ = [
+    "DEFAULT_STRIDE",
+    "METADATA_KEY",
+    "RUNTIMES",
+    "OnnxModel",
+    "OutputKind",
+    "Runtime",
+    "softmax_channels",
+]
+
 Runtime = Literal["auto", "onnxruntime", "openvino"]
-OutputKind = Literal["logits", "probs"]
 RUNTIMES = ("auto", "onnxruntime", "openvino")
-METADATA_KEY = "napari_fibsem"
-"""The ``metadata_props`` key under which :func:`~.export.export_onnx` stores our JSON."""
 DEFAULT_STRIDE = 32
-_FLOAT = 1  # onnx.TensorProto.FLOAT
 
 
 def softmax_channels(logits: np.ndarray) -> np.ndarray:
@@ -136,86 +150,6 @@ def _resolve_device(device: Any) -> str:
     return name
 
 
-# -- reading the file ---------------------------------------------------------------------------
-def _dims(value_info: Any) -> list[int | str | None] | None:
-    tensor = value_info.type.tensor_type
-    if not tensor.HasField("shape"):
-        return None
-    out: list[int | str | None] = []
-    for d in tensor.shape.dim:
-        if d.HasField("dim_value"):
-            out.append(int(d.dim_value))
-        else:
-            out.append(d.dim_param or None)
-    return out
-
-
-def _graph_output_kind(proto: Any, output_name: str) -> OutputKind:
-    """``probs`` when the graph's output comes straight from a channel Softmax, else ``logits``."""
-    opset = next((o.version for o in proto.opset_import if o.domain in ("", "ai.onnx")), 13)
-    for node in proto.graph.node:
-        if output_name in node.output and node.op_type == "Softmax":
-            axis = next((a.i for a in node.attribute if a.name == "axis"), 1 if opset < 13 else -1)
-            return "probs" if axis in (1, -3) else "logits"
-    return "logits"
-
-
-def _read_proto(path: Path) -> Any:
-    onnx = require("onnx", "onnx")
-    if not looks_like_onnx(path):
-        raise ModelLoadError(f"{path}: not a readable ONNX model (truncated, corrupt, or another format)")
-    try:
-        return onnx.load(str(path), load_external_data=False)
-    except Exception as e:  # protobuf DecodeError and friends
-        raise ModelLoadError(f"{path}: corrupt ONNX model ({e})") from None
-
-
-def _our_metadata(proto: Any, path: Path) -> dict[str, Any] | None:
-    for entry in proto.metadata_props:
-        if entry.key == METADATA_KEY:
-            try:
-                data = json.loads(entry.value)
-            except ValueError as e:
-                raise ModelLoadError(
-                    f"{path}: unreadable napari-fibsem metadata in the ONNX file ({e})"
-                ) from None
-            if not isinstance(data, dict):
-                raise ModelLoadError(f"{path}: napari-fibsem metadata in the ONNX file is not a mapping")
-            return data
-    return None
-
-
-def _check_io(proto: Any, path: Path) -> tuple[list, list]:
-    """Input and output dims; a graph that does not take ``N x 1 x H x W`` float32 is refused."""
-    graph = proto.graph
-    weights = {t.name for t in graph.initializer}
-    inputs = [i for i in graph.input if i.name not in weights]
-    if len(inputs) != 1:
-        raise ModelLoadError(
-            f"{path}: the ONNX graph has {len(inputs)} inputs {[i.name for i in inputs]}; "
-            "napari-fibsem needs one image input of shape N x 1 x H x W"
-        )
-    if not graph.output:
-        raise ModelLoadError(f"{path}: the ONNX graph has no output")
-    inp = inputs[0]
-    elem = inp.type.tensor_type.elem_type
-    in_dims = _dims(inp) or [None, 1, None, None]
-    if len(in_dims) != 4 or (isinstance(in_dims[1], int) and in_dims[1] != 1):
-        shown = "(" + ", ".join("?" if d is None else str(d) for d in in_dims) + ")"
-        raise ModelLoadError(
-            f"{path}: the model's input {inp.name!r} has shape {shown}; napari-fibsem feeds 1-channel "
-            "grayscale images as N x 1 x H x W (re-export the model with in_channels=1)"
-        )
-    if elem != _FLOAT:
-        raise ModelLoadError(f"{path}: the model's input {inp.name!r} is not float32 (ONNX type {elem})")
-    out_dims = _dims(graph.output[0])
-    if out_dims is not None and len(out_dims) != 4:
-        raise ModelLoadError(
-            f"{path}: the model's output has {len(out_dims)} dimensions; expected N x C x H x W class scores"
-        )
-    return in_dims, out_dims or [None] * 4
-
-
 class OnnxModel(TiledSegmentationModel):
     """An ONNX segmentation network; see :class:`TiledSegmentationModel` for ``predict``.
 
@@ -299,50 +233,19 @@ class OnnxModel(TiledSegmentationModel):
         path = Path(path)
         if not path.is_file():
             raise ModelLoadError(f"{path}: no such file" if not path.exists() else f"{path}: not a file")
-        proto = _read_proto(path)
-        ours = _our_metadata(proto, path)
-        in_dims, out_dims = _check_io(proto, path)
+        proto = read_proto(path)
+        ours = our_metadata(proto, path)
+        in_dims, out_dims = check_io(proto, path)
         dev = _resolve_device(device)
         runner = _make_runner(path, runtime, dev, threads)
-
-        fixed_batch = in_dims[0] if isinstance(in_dims[0], int) and in_dims[0] > 0 else None
-        fixed_size = (
-            (in_dims[2], in_dims[3]) if isinstance(in_dims[2], int) and isinstance(in_dims[3], int) else None
-        )
-        if ours is not None:
-            meta = BundleMetadata.from_dict(ours, source=path)
-            kind = output or ours.get("output", "logits")
-            stride = stride or int(ours.get("stride", DEFAULT_STRIDE))
-        else:
-            meta = None
-            kind = output or _graph_output_kind(proto, proto.graph.output[0].name)
-            stride = stride or DEFAULT_STRIDE
+        fixed_batch, fixed_size = fixed_input(in_dims)
+        meta, kind, stride = _file_settings(proto, ours, path, output, stride)
         del proto
 
-        nc = out_dims[1] if isinstance(out_dims[1], int) and out_dims[1] > 0 else None
+        nc = declared_classes(out_dims)
         if nc is None:
             nc = _probe_classes(runner, path, fixed_batch or 1, fixed_size or (2 * stride, 2 * stride))
-        if meta is None:
-            meta = BundleMetadata(
-                class_map=openfibsem_class_map(nc),
-                architecture="unknown",
-                encoder="unknown",
-                normalization=Normalization(),
-                created_at="",
-                package_version="",
-                backend="onnx",
-                source_format="onnx",
-            )
-        if class_map is not None:
-            cm = class_map if isinstance(class_map, ClassMap) else ClassMap.from_names(class_map)
-            meta = _replace(meta, class_map=cm)
-        if normalization is not None:
-            norm = (
-                normalization
-                if isinstance(normalization, Normalization)
-                else Normalization.from_dict(normalization)
-            )
-            meta = _replace(meta, normalization=norm)
+        meta = _with_overrides(meta or _default_metadata(nc), class_map, normalization)
         if meta.num_classes != nc:
             raise ModelLoadError(
                 f"{path}: the network outputs {nc} channels but its class map needs {meta.num_classes}"
@@ -398,6 +301,52 @@ class OnnxModel(TiledSegmentationModel):
                 chunk = np.concatenate([chunk, np.repeat(chunk[-1:], fill, axis=0)])
             parts.append(self._run(chunk)[: n - fill])
         return np.concatenate(parts)
+
+
+# -- loading steps ------------------------------------------------------------------------------
+def _file_settings(
+    proto: Any, ours: dict[str, Any] | None, path: Path, output: OutputKind | None, stride: int | None
+) -> tuple[BundleMetadata | None, OutputKind, int]:
+    """Metadata, output kind and stride: the caller's choice, else our metadata, else the graph/defaults."""
+    if ours is not None:
+        meta = BundleMetadata.from_dict(ours, source=path)
+        kind = output or ours.get("output", "logits")
+        return meta, kind, stride or int(ours.get("stride", DEFAULT_STRIDE))
+    kind = output or graph_output_kind(proto, proto.graph.output[0].name)
+    return None, kind, stride or DEFAULT_STRIDE
+
+
+def _default_metadata(num_classes: int) -> BundleMetadata:
+    """What a file without our metadata is assumed to be (AutoLamella classes for 6 outputs)."""
+    return BundleMetadata(
+        class_map=openfibsem_class_map(num_classes),
+        architecture="unknown",
+        encoder="unknown",
+        normalization=Normalization(),
+        created_at="",
+        package_version="",
+        backend="onnx",
+        source_format="onnx",
+    )
+
+
+def _with_overrides(
+    meta: BundleMetadata,
+    class_map: ClassMap | Sequence[str] | None,
+    normalization: Normalization | Mapping[str, Any] | None,
+) -> BundleMetadata:
+    """``meta`` with the class map and normalisation the caller passed to ``load``, if any."""
+    if class_map is not None:
+        cm = class_map if isinstance(class_map, ClassMap) else ClassMap.from_names(class_map)
+        meta = _replace(meta, class_map=cm)
+    if normalization is not None:
+        norm = (
+            normalization
+            if isinstance(normalization, Normalization)
+            else Normalization.from_dict(normalization)
+        )
+        meta = _replace(meta, normalization=norm)
+    return meta
 
 
 def _replace(meta: BundleMetadata, **changes: Any) -> BundleMetadata:

@@ -15,18 +15,15 @@ Headless: the labelling widget owns one :class:`SamService` and calls it from wo
 
 Grayscale normalisation follows one fixed rule (``sam.cache``): an intensity window given to
 the service, else a fixed mapping per dtype; images go to the encoder as gray repeated over RGB.
+The prefetch queue and its thread live in ``sam.prefetch``, prompt checking in ``sam.prompts``.
 """
 
 from __future__ import annotations
 
-import atexit
 import logging
 import threading
 import time
-import weakref
-from collections import deque
 from collections.abc import Callable, Hashable, Iterable, Sequence
-from concurrent.futures import Future
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -52,6 +49,8 @@ from napari_fibsem.core.sam.models import (
     load_sam,
     reference_predictor,
 )
+from napari_fibsem.core.sam.prefetch import Job, PrefetchProgress, PrefetchQueue
+from napari_fibsem.core.sam.prompts import check_mask_input, check_prompts, to_input_frame
 
 __all__ = [
     "SAM_VARIANTS",
@@ -70,17 +69,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# Services whose prefetch thread may still run. Python does not wait for daemon threads at exit,
-# and one still inside the encoder while the interpreter tears down makes torch's thread pool call
-# std::terminate ("terminate called without an active exception"): close them all at exit.
-_LIVE: weakref.WeakSet[SamService] = weakref.WeakSet()
-
-
-@atexit.register
-def _close_live_services() -> None:
-    for service in list(_LIVE):
-        service.close()
 
 
 @dataclass(frozen=True, eq=False)
@@ -109,22 +97,6 @@ class EmbeddingReady:
     tag: Hashable | None
     source: Literal["encoder", "disk", "ram"]
     seconds: float
-
-
-@dataclass(frozen=True)
-class PrefetchProgress:
-    """Sent to ``on_progress`` after each prefetch job: ``done`` of ``total`` since the queue was last empty."""
-
-    done: int
-    total: int
-
-
-@dataclass
-class _Job:
-    key: str
-    signature: dict[str, Any]
-    image: np.ndarray
-    tag: Hashable | None
 
 
 def input_size_for(shape: tuple[int, int], long_side: int = 1024) -> tuple[int, int]:
@@ -168,20 +140,15 @@ class SamService:
         self._decoder = make_decoder(model, fast_decoder)
         self._img_size = int(model.model.image_encoder.img_size)
         self._lock = threading.Lock()
-        self._cond = threading.Condition(self._lock)
         self._encoder_lock = threading.Lock()
         self._decode_lock = threading.Lock()
-        self._pending: deque[_Job] = deque()
-        self._inflight: dict[str, Future] = {}
-        self._foreground = 0
-        self._worker: threading.Thread | None = None
-        self._worker_busy = False
-        self._closed = False
-        self._done = 0
-        self._total = 0
+        self._prefetch = PrefetchQueue(
+            lambda job: self._compute(job.key, job.signature, job.image, job.tag),
+            lambda progress: self._call(self.on_progress, progress),
+            self._lock,
+        )
         self.encoder_runs = 0
         self._warm = False
-        _LIVE.add(self)
 
     # -- keys and cache -------------------------------------------------------------------------
 
@@ -254,15 +221,7 @@ class SamService:
         if emb is not None:
             self._notify_ready(EmbeddingReady(key, tag, "ram", 0.0))
             return emb
-        with self._lock:
-            self._foreground += 1
-            future = self._inflight.get(key)
-            owner = future is None
-            if owner:
-                for job in list(self._pending):  # we take this one over, now
-                    if job.key == key:
-                        self._pending.remove(job)
-                future = self._inflight[key] = Future()
+        future, owner = self._prefetch.claim(key)
         try:
             if not owner:
                 return future.result()
@@ -274,11 +233,7 @@ class SamService:
             future.set_result(emb)
             return emb
         finally:
-            with self._cond:
-                self._foreground -= 1
-                if owner:
-                    self._inflight.pop(key, None)
-                self._cond.notify_all()
+            self._prefetch.release(key, owner)
 
     # -- background prefetch --------------------------------------------------------------------
 
@@ -296,93 +251,25 @@ class SamService:
         for i, image in enumerate(images):
             image = np.array(check_image(image), copy=True)  # the caller may reuse its buffer
             key, signature = self._key(image)
-            jobs.append(_Job(key, signature, image, None if tags is None else tags[i]))
-        with self._cond:
-            if self._closed:
-                raise RuntimeError("SamService is closed")
-            if replace:
-                self._drop_pending()
-            queued = {j.key for j in self._pending} | set(self._inflight)
-            n = 0
-            for job in jobs:
-                if job.key in queued or job.key in self._ram:
-                    continue
-                queued.add(job.key)
-                self._pending.append(job)
-                self._total += 1
-                n += 1
-            if n and (self._worker is None or not self._worker.is_alive()):
-                self._worker = threading.Thread(target=self._run_worker, name="napari-fibsem-sam-prefetch", daemon=True)
-                self._worker.start()
-            self._cond.notify_all()
-        return n
-
-    def _drop_pending(self) -> int:
-        n = len(self._pending)
-        self._pending.clear()
-        self._total -= n
-        if not self._worker_busy:
-            self._done = self._total = 0
-        return n
+            jobs.append(Job(key, signature, image, None if tags is None else tags[i]))
+        return self._prefetch.add(jobs, replace, lambda key: key in self._ram)
 
     def cancel(self) -> int:
         """Drop pending prefetch jobs (a job already running finishes); returns how many were dropped."""
-        with self._cond:
-            n = self._drop_pending()
-            self._cond.notify_all()
-        return n
+        return self._prefetch.cancel()
 
     @property
     def pending(self) -> int:
         """Prefetch jobs queued and not started."""
-        with self._lock:
-            return len(self._pending)
+        return self._prefetch.pending
 
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no prefetch job is queued or running; False on timeout."""
-        deadline = None if timeout is None else time.monotonic() + timeout
-        with self._cond:
-            while self._pending or self._worker_busy:
-                remaining = None if deadline is None else deadline - time.monotonic()
-                if remaining is not None and remaining <= 0:
-                    return False
-                self._cond.wait(remaining)
-        return True
-
-    def _run_worker(self) -> None:
-        while True:
-            with self._cond:
-                while not self._closed and (not self._pending or self._foreground > 0):
-                    self._cond.wait()
-                if self._closed:
-                    return
-                job = self._pending.popleft()
-                future = self._inflight[job.key] = Future()
-                self._worker_busy = True
-            try:
-                future.set_result(self._compute(job.key, job.signature, job.image, job.tag))
-            except Exception as e:  # reported to whoever waits on it; the worker carries on
-                log.exception("SAM prefetch of %s failed", job.tag if job.tag is not None else job.key[:8])
-                future.set_exception(e)
-            with self._cond:
-                self._inflight.pop(job.key, None)
-                self._worker_busy = False
-                self._done += 1
-                progress = PrefetchProgress(self._done, self._total)
-                if not self._pending:
-                    self._done = self._total = 0
-                self._cond.notify_all()
-            self._call(self.on_progress, progress)
+        return self._prefetch.wait_idle(timeout)
 
     def close(self) -> None:
         """Stop the prefetch thread (after its current job); pending jobs are dropped."""
-        with self._cond:
-            self._closed = True
-            self._pending.clear()
-            self._cond.notify_all()
-            worker = self._worker
-        if worker is not None and worker is not threading.current_thread():
-            worker.join()
+        self._prefetch.close()
 
     def __enter__(self) -> SamService:
         return self
@@ -437,57 +324,12 @@ class SamService:
         if embedding.model_identity != self.model.identity:
             raise ValueError(f"embedding was computed by model {embedding.model_identity}, "
                              f"this service runs {self.model.identity}")
-        h, w = embedding.original_size
-        coords, labs, box_arr = _check_prompts(points, labels, box, (h, w))
-        if mask_input is not None:
-            mask_input = np.asarray(mask_input, dtype=np.float32)
-            if mask_input.shape[-2:] != (256, 256) or mask_input.size != 256 * 256:
-                raise ValueError(f"mask_input must be the 256x256 low_res_logits of a previous result, "
-                                 f"got shape {mask_input.shape}")
-        h_in, w_in = embedding.input_size
-        scale = np.array([w_in / w, h_in / h])
-        if coords is not None:
-            coords = coords * scale
-        if box_arr is not None:
-            box_arr = (box_arr.reshape(2, 2) * scale).reshape(4)
+        coords, labs, box_arr = check_prompts(points, labels, box, embedding.original_size)
+        mask_input = check_mask_input(mask_input)
+        coords, box_arr = to_input_frame(coords, box_arr, embedding.original_size, embedding.input_size)
         with self._decode_lock:
             mask, score, low = self._decoder.predict(
                 embedding.key, embedding.features, embedding.input_size, embedding.original_size,
                 coords, labs, box_arr, mask_input, multimask, float(self.model.model.mask_threshold))
         return MaskResult(mask, score, low)
 
-
-def _check_prompts(points, labels, box, shape: tuple[int, int]):
-    """Validated prompts as arrays; one clear error per kind of bad input."""
-    h, w = shape
-    lo_x, hi_x, lo_y, hi_y = -0.5, w - 0.5, -0.5, h - 0.5
-    coords = labs = box_arr = None
-    if points is not None and len(points) > 0:
-        coords = np.asarray(points, dtype=np.float64)
-        if coords.ndim != 2 or coords.shape[1] != 2:
-            raise ValueError(f"points must be (x, y) pairs, got an array of shape {coords.shape}")
-        if labels is None or len(labels) != len(coords):
-            raise ValueError(f"{len(coords)} points need as many labels, got "
-                             f"{'none' if labels is None else len(labels)}")
-        labs = np.asarray(labels)
-        if not np.isin(labs, (0, 1)).all():
-            raise ValueError(f"point labels must be 1 (object) or 0 (background), got {sorted(set(labs.tolist()))}")
-        bad = ~(np.isfinite(coords).all(1) & (coords[:, 0] >= lo_x) & (coords[:, 0] <= hi_x)
-                & (coords[:, 1] >= lo_y) & (coords[:, 1] <= hi_y))
-        if bad.any():
-            raise ValueError(f"point {tuple(coords[bad][0].tolist())} (x, y) lies outside the {w}x{h} image")
-        labs = labs.astype(np.int64)
-    elif labels is not None and len(labels) > 0:
-        raise ValueError(f"{len(labels)} labels given without points")
-    if box is not None:
-        box_arr = np.asarray(box, dtype=np.float64).reshape(-1)
-        if box_arr.size != 4 or not np.isfinite(box_arr).all():
-            raise ValueError(f"box must be four finite numbers (x0, y0, x1, y1), got {box}")
-        x0, x1 = sorted(box_arr[[0, 2]])
-        y0, y1 = sorted(box_arr[[1, 3]])
-        if x0 < lo_x or y0 < lo_y or x1 > hi_x or y1 > hi_y:
-            raise ValueError(f"box {tuple(box_arr.tolist())} (x0, y0, x1, y1) extends outside the {w}x{h} image")
-        box_arr = np.array([x0, y0, x1, y1])
-    if coords is None and box_arr is None:
-        raise ValueError("predict needs at least one point or a box")
-    return coords, labs, box_arr
