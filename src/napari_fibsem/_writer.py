@@ -14,11 +14,12 @@ from typing import Any
 import numpy as np
 
 from napari_fibsem._layer_meta import META_KEY
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.io.imageio import write_labels
 
 
-class LabelsWriteError(RuntimeError):
+class LabelsWriteError(FibsemError, RuntimeError):
     """Saving refused; napari swallows ValueErrors from writers, so this is not one."""
 
 

@@ -53,9 +53,9 @@ def evaluate(
     config: Annotated[Path, typer.Option("--config", "-c", help="Evaluation YAML (data_path, images_path, save_path, checkpoints, thresholds ...).")],
 ) -> None:
     """Compare checkpoints on labelled keypoints: eval.csv, accuracy.csv, plots and a report."""
+    from napari_fibsem.core.errors import ConfigError
     from napari_fibsem.core.evaluation.run import load_eval_config, run_evaluation
     from napari_fibsem.core.models import ModelLoadError
-    from napari_fibsem.core.training.config import ConfigError
 
     bar = ImageBar()
     try:

@@ -32,8 +32,8 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.evaluation.run import CheckpointSpec, EvalConfig, parse_eval_config
-from napari_fibsem.core.training.config import ConfigError
 
 SOURCE = "Evaluate models"
 DEFAULT_THRESHOLDS = "250, 100, 50, 25, 10"

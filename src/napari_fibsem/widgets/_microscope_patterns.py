@@ -22,6 +22,7 @@ from typing import Any
 
 import numpy as np
 
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.microscope import (
     CirclePattern,
     LinePattern,
@@ -43,7 +44,7 @@ def metre_units() -> dict[str, Any]:
     return {"units": ("m", "m")} if hasattr(Layer, "units") else {}
 
 
-class PatternError(ValueError):
+class PatternError(FibsemError, ValueError):
     """A shape cannot be milled; the message names the shape (1-based) and why."""
 
 

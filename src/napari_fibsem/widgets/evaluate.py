@@ -27,7 +27,7 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem._layer_meta import opened_folder
-from napari_fibsem.core.training.config import ConfigError
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.training.progress import StopFlag
 from napari_fibsem.widgets._common import ProgressRelay, start_worker
 from napari_fibsem.widgets._evaluate_form import EvaluateForm, config_yaml

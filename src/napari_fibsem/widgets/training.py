@@ -30,7 +30,8 @@ from qtpy.QtWidgets import (
 )
 
 from napari_fibsem._layer_meta import opened_folder
-from napari_fibsem.core.training.config import ConfigError, TrainingConfig
+from napari_fibsem.core.errors import ConfigError
+from napari_fibsem.core.training.config import TrainingConfig
 from napari_fibsem.core.training.progress import Progress, StopFlag, TrainingResult
 from napari_fibsem.widgets._common import VerticalScroll, start_worker
 from napari_fibsem.widgets._plot import EpochPlot

@@ -38,6 +38,8 @@ from scipy import fft as sfft
 from scipy import ndimage as ndi
 from scipy.signal import windows
 
+from napari_fibsem.core.errors import FibsemError
+
 __all__ = [
     "AlignmentError",
     "AlignmentMicroscope",
@@ -56,7 +58,7 @@ HIGH_PASS_FRACTION = 0.25  # periods longer than this fraction of the smaller si
 MIN_CONFIDENCE = 2.0  # peak / second peak: unrelated frames measured 1.0-1.7, related 3+
 
 
-class AlignmentError(RuntimeError):
+class AlignmentError(FibsemError, RuntimeError):
     """The images cannot be aligned reliably (no structure, or an ambiguous peak)."""
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from napari_fibsem.core.data.scaling import check_input_scale, resize_image, resize_labels, scaled_shape
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.io.imageio import ImageIOError, list_tiffs, read_image, read_labels
 
@@ -20,7 +21,7 @@ Transform = Callable[[np.ndarray, np.ndarray, np.random.Generator], tuple[np.nda
 """An augmentation hook: ``(image, mask, rng) -> (image, mask)``, applied to numpy arrays."""
 
 
-class DatasetError(ValueError):
+class DatasetError(FibsemError, ValueError):
     """A dataset folder cannot be used; the message names the folder or file."""
 
 

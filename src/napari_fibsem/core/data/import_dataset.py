@@ -22,6 +22,7 @@ import numpy as np
 import yaml
 
 from napari_fibsem.core._optional import require
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.atomic import atomic_dir
 from napari_fibsem.core.io.classes import ClassMap, ClassMapError
 from napari_fibsem.core.io.imageio import ImageMetadata, write_image, write_labels
@@ -36,7 +37,7 @@ _ROWS_PER_BATCH = 16
 
 
 
-class ImportDatasetError(ValueError):
+class ImportDatasetError(FibsemError, ValueError):
     """The source cannot be imported; the message names the file (and row) and the problem."""
 
 

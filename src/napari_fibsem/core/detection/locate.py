@@ -14,13 +14,14 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from napari_fibsem.core.data.components import components
+from napari_fibsem.core.errors import FibsemError
 
 EDGE_FRACTION = 0.1
 """An extreme row/column counts as the edge only if it holds this fraction of the object's widest
 line: a one-pixel spur of a predicted mask does not move the edge, a straight edge is exact."""
 
 
-class NotFound(Exception):
+class NotFound(FibsemError):
     """A feature cannot be located; the message is the reason shown to the user."""
 
 

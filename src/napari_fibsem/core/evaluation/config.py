@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from napari_fibsem.core.detection import CATALOGUE
-from napari_fibsem.core.training.config import ConfigError
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.training.config_file import describe_errors, read_yaml
 
 _WHAT = "evaluation config"

@@ -13,8 +13,10 @@ from typing import Any, Protocol
 
 import yaml
 
+from napari_fibsem.core.errors import FibsemError
 
-class CatalogueError(ValueError):
+
+class CatalogueError(FibsemError, ValueError):
     """A catalogue query or an event file is invalid; the message says which."""
 
 

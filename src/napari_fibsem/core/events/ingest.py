@@ -20,6 +20,7 @@ import tifffile
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.events.crops import EventCrop, cut, event_crops, negative_crops
 from napari_fibsem.core.events.ground_truth import gaussian_maps
 from napari_fibsem.core.events.points import EventPoint, check_inside, read_points
@@ -29,7 +30,7 @@ MANUAL = "db_manual.yaml"
 _TIME_AXES = ("T", "Q", "I", "Z")  # plain stacks come as Q/I/Z: their pages are frames
 
 
-class EventsError(ValueError):
+class EventsError(FibsemError, ValueError):
     """An event dataset cannot be ingested; the message names the file and the problem."""
 
 

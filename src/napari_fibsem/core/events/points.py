@@ -15,8 +15,10 @@ from pathlib import Path
 
 import numpy as np
 
+from napari_fibsem.core.errors import FibsemError
 
-class PointsError(ValueError):
+
+class PointsError(FibsemError, ValueError):
     """A points CSV cannot be used; the message names the file and the problem."""
 
 

@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from napari_fibsem.core.device import resolve_device
 from napari_fibsem.core.events.model import MIN_DISTANCE, EventModel, window_indices
 from napari_fibsem.core.events.peaks import Event, find_events
 from napari_fibsem.core.io.atomic import atomic_path, atomic_write_text
@@ -145,7 +146,7 @@ def predict_movie(
     )
     frames_per_call = max(1, -(-batch_size // tiles_per_frame))
 
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
+    dev = resolve_device(device or None)
     module = model.module.to(dev).eval()
 
     def infer(batch: np.ndarray) -> np.ndarray:

@@ -40,6 +40,7 @@ from typing import Any
 import yaml
 from filelock import FileLock, Timeout
 
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.atomic import atomic_write_text
 
 QUEUE_FILE = "events_queue.json"
@@ -57,7 +58,7 @@ class State(str, Enum):
     FAILED = "failed"
 
 
-class ScheduleError(RuntimeError):
+class ScheduleError(FibsemError, RuntimeError):
     """The queue cannot be run (busy, unreadable, a settings file missing); the message says why."""
 
 

@@ -15,8 +15,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.events.training_sets import SET_FILE
-from napari_fibsem.core.training.config import ConfigError
 from napari_fibsem.core.training.config_file import describe_errors, read_yaml
 
 _WHAT = "event settings"

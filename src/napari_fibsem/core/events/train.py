@@ -80,7 +80,7 @@ from napari_fibsem.core.training.loggers import (
     TrainingLogger,
     Write,
 )
-from napari_fibsem.core.training.prepare import resolve_device
+from napari_fibsem.core.training.prepare import run_device
 from napari_fibsem.core.training.progress import Progress, ProgressCallback, StopCheck, TrainingError
 
 PERFORMANCE = "performance.yaml"
@@ -203,7 +203,7 @@ def train_events(
     """
     started = time.perf_counter()
     ctx = dist_context or SINGLE
-    device = resolve_device(settings, ctx)  # type: ignore[arg-type]  (reads only .device)
+    device = run_device(settings, ctx)  # type: ignore[arg-type]  (reads only .device)
     init_group(ctx, device, init_method)
     failure: BaseException | None = None
     try:

@@ -14,12 +14,13 @@ from pathlib import Path
 import numpy as np
 import yaml
 
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.atomic import atomic_write_text
 
 _HEX = re.compile(r"^#[0-9a-fA-F]{6}$")
 
 
-class ClassMapError(ValueError):
+class ClassMapError(FibsemError, ValueError):
     """A class map file or a label mask does not agree with the class map."""
 
 

@@ -17,6 +17,7 @@ from typing import Any, Literal
 import numpy as np
 import tifffile
 
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.atomic import atomic_path
 from napari_fibsem.core.io.classes import ClassMap
 
@@ -26,7 +27,7 @@ BeamType = Literal["electron", "ion"]
 Convert = Literal["error", "first", "mean", "luminance"]
 
 
-class ImageIOError(ValueError):
+class ImageIOError(FibsemError, ValueError):
     """An image or label file cannot be used; the message names the file and the problem."""
 
 

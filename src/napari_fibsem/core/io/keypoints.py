@@ -14,6 +14,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.atomic import atomic_write_text
 
 COLUMNS = ("filename", "feature", "x", "y", "pixel_size", "corrected", "source")
@@ -22,7 +23,7 @@ _TRUE = {"true", "1", "yes", "y", "t"}
 _FALSE = {"false", "0", "no", "n", "f", ""}
 
 
-class KeypointsError(ValueError):
+class KeypointsError(FibsemError, ValueError):
     """A keypoints CSV is malformed; the message names the file, row and column."""
 
 

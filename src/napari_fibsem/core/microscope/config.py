@@ -21,13 +21,10 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from napari_fibsem.core.errors import ConfigError  # re-exported: the one configuration error
 from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.microscope.registry import ADAPTERS, SIMULATOR
 from napari_fibsem.core.microscope.registry import adapter_key as _key
-
-
-class ConfigError(ValueError):
-    """A configuration file or value is invalid; the message names the file and the key."""
 
 
 class _Model(BaseModel):

@@ -6,8 +6,10 @@ and fault; refusals (limits, confirmation, ``RefusedError``) are raised before a
 
 from __future__ import annotations
 
+from napari_fibsem.core.errors import FibsemError
 
-class MicroscopeError(RuntimeError):
+
+class MicroscopeError(FibsemError, RuntimeError):
     """A microscope operation failed or was refused; the message says which and why."""
 
 

@@ -16,12 +16,13 @@ from typing import Any, Protocol, runtime_checkable
 import numpy as np
 
 from napari_fibsem.core.data.scaling import resize_image, resize_probs, scaled_shape
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.normalization import Normalization
 from napari_fibsem.core.models.tiling import crop_pads, effective_tile_size, pad_to_multiple, predict_tiled
 
 
-class ModelLoadError(ValueError):
+class ModelLoadError(FibsemError, ValueError):
     """A model file or folder cannot be loaded; the message names it and says why."""
 
 

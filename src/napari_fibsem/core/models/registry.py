@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import importlib
 
+from napari_fibsem.core.errors import FibsemError
+
 SEGMENTATION_BACKENDS: dict[str, str] = {
     "smp": "napari_fibsem.core.models.smp_backend:SmpModel",
     "onnx": "napari_fibsem.core.models.onnx_backend:OnnxModel",
@@ -17,14 +19,14 @@ SEGMENTATION_BACKENDS: dict[str, str] = {
 }
 
 
-class UnknownBackendError(KeyError):
+class UnknownBackendError(FibsemError, KeyError):
     """No backend of that name; the message lists the registered ones."""
 
     def __str__(self) -> str:  # KeyError would wrap the message in quotes
         return str(self.args[0]) if self.args else ""
 
 
-class BackendUnavailableError(ImportError):
+class BackendUnavailableError(FibsemError, ImportError):
     """The backend is registered but its module is not part of this installation."""
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 
 from napari_fibsem.core.data.scaling import check_input_scale
+from napari_fibsem.core.device import resolve_device
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError, TiledSegmentationModel
 from napari_fibsem.core.models.bundle import (
@@ -29,12 +30,6 @@ from napari_fibsem.core.models.normalization import Normalization
 
 _SHOW_KEYS = 5
 
-
-def resolve_device(device: str | torch.device | None = None) -> torch.device:
-    """``None`` -> CUDA when available, else CPU."""
-    if device is None:
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 def build_module(

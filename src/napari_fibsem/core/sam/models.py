@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from napari_fibsem.core.errors import FibsemError
+
 SamModelType = Literal["vit_t", "vit_b", "vit_l", "vit_h"]
 
 # model type -> (package providing it, what it is); resolved with importlib on use.
@@ -28,7 +30,7 @@ SAM_VARIANTS: dict[str, tuple[str, str]] = {
 _VIT_WIDTHS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
 
-class SamCheckpointError(ValueError):
+class SamCheckpointError(FibsemError, ValueError):
     """A checkpoint file that cannot be used: unreadable, not a state dict, or the wrong model."""
 
 

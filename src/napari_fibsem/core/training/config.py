@@ -21,20 +21,12 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from napari_fibsem.core.errors import ConfigError  # noqa: F401  (re-exported: the one configuration error)
+
 LoggerName = Literal["console", "csv", "tensorboard", "wandb"]
 Monitor = Literal["mean_fg_iou", "mean_fg_dice", "pixel_accuracy", "val_loss", "train_loss"]
 
 _DEVICE = re.compile(r"^(auto|cpu|mps|cuda(:\d+)?)$")
-
-
-class ConfigError(ValueError):
-    """A training config cannot be used; ``problems`` lists one line per bad key."""
-
-    def __init__(self, source: str | Path, problems: list[str], what: str = "training config") -> None:
-        self.source = str(source)
-        self.problems = list(problems)
-        lines = "\n".join(f"  - {p}" for p in self.problems)
-        super().__init__(f"{self.source}: {len(self.problems)} problem(s) in the {what}:\n{lines}")
 
 
 class _Strict(BaseModel):

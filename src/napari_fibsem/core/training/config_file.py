@@ -16,8 +16,9 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ValidationError
 
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.io.atomic import atomic_write_text
-from napari_fibsem.core.training.config import ConfigError, TrainingConfig
+from napari_fibsem.core.training.config import TrainingConfig
 
 _OLD_NAMES = {"learning_rate": "lr", "data_dir": "data_paths", "save_dir": "save_path", "cuda": "device"}
 _OPENFIBSEM_SECTIONS = {"labelling", "inference"}  # other sections of OpenFIBSEM's config.yml, not ours
@@ -44,7 +45,7 @@ def read_yaml(path: Path, what: str = "training config") -> Any:
 def parse_config(data: Any, source: str | Path = "<config>") -> TrainingConfig:
     """Validate a loaded YAML mapping (flat layout or OpenFIBSEM's ``train:`` layout)."""
     if not isinstance(data, Mapping):
-        raise ConfigError(source, [f"expected a mapping of keys to values, got {type(data).__name__}"])
+        raise ConfigError(source, [f"expected a mapping of keys to values, got {type(data).__name__}"], "training config")
     problems: list[str] = []
     names: dict[str, str] = {}
     if isinstance(data.get("train"), Mapping):
@@ -54,9 +55,9 @@ def parse_config(data: Any, source: str | Path = "<config>") -> TrainingConfig:
         config = TrainingConfig.model_validate(dict(data))
     except ValidationError as e:
         problems = describe_errors(e.errors(), names) + problems
-        raise ConfigError(source, problems) from None
+        raise ConfigError(source, problems, "training config") from None
     if problems:
-        raise ConfigError(source, problems)
+        raise ConfigError(source, problems, "training config")
     return config
 
 

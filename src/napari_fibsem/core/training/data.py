@@ -24,13 +24,14 @@ from napari_fibsem.core.data.dataset import (
     split,
     validate,
 )
+from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.io.classes import AUTOLAMELLA_CLASSES, ClassMap
 from napari_fibsem.core.training.augment import EMAugment
 from napari_fibsem.core.training.config import TrainingConfig
 from napari_fibsem.core.training.losses import IGNORE
 
 
-class TrainingSetupError(ValueError):
+class TrainingSetupError(FibsemError, ValueError):
     """Config, data and checkpoint do not fit together; the message names the file or key."""
 
 

@@ -45,7 +45,7 @@ from napari_fibsem.core.training.loggers import TrainingLogger, Write, build_log
 from napari_fibsem.core.training.losses import SegmentationLoss
 from napari_fibsem.core.training.metrics import compute_metrics, confusion_matrix
 from napari_fibsem.core.training.optim import build_optimizer, build_scheduler
-from napari_fibsem.core.training.prepare import autocast_dtype, prepare_model, resolve_device
+from napari_fibsem.core.training.prepare import autocast_dtype, prepare_model, run_device
 from napari_fibsem.core.training.progress import (
     Progress,
     ProgressCallback,
@@ -107,7 +107,7 @@ class Trainer:
 
     # -- run ------------------------------------------------------------------------------------
     def run(self) -> TrainingResult:
-        device = resolve_device(self.config, self.ctx)
+        device = run_device(self.config, self.ctx)
         init_group(self.ctx, device, self.init_method)
         try:
             failure: BaseException | None = None

@@ -13,6 +13,8 @@ from typing import Any, Literal
 
 import torch
 
+from napari_fibsem.core.device import resolve_device
+from napari_fibsem.core.errors import DeviceError
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.normalization import Normalization
@@ -42,20 +44,13 @@ class PreparedModel:
         return f"resuming {what} from {config.checkpoint} (epoch {st.get('epoch', 0) + 1}, step {st.get('global_step')})"
 
 
-def resolve_device(config: TrainingConfig, ctx: DistContext) -> torch.device:
-    """``auto`` -> CUDA when available; each DDP process gets its own GPU (``cuda:local_rank``)."""
-    want = config.device
-    if want == "auto":
-        want = "cuda" if torch.cuda.is_available() else "cpu"
-    if want.startswith("cuda") and not torch.cuda.is_available():
-        raise TrainingSetupError(
-            f"device: {config.device!r} was asked for but torch sees no CUDA GPU; use device: auto or cpu"
-        )
-    if want == "mps" and not torch.backends.mps.is_available():
-        raise TrainingSetupError("device: 'mps' was asked for but is not available here")
-    if want.startswith("cuda") and ctx.enabled:  # one GPU per process
-        want = f"cuda:{ctx.local_rank}"
-    return torch.device(want)
+def run_device(config: TrainingConfig, ctx: DistContext) -> torch.device:
+    """The run's device (:func:`~napari_fibsem.core.device.resolve_device`; each DDP process its
+    own GPU); a device this machine lacks is a set-up error of the run."""
+    try:
+        return resolve_device(config.device, ctx.local_rank if ctx.enabled else None)
+    except DeviceError as e:
+        raise TrainingSetupError(str(e)) from None
 
 
 def cpu_has_native_bfloat16() -> bool:

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
+from napari_fibsem.core.errors import FibsemError
+
 Phase = Literal["setup", "train", "validate", "done"]
 
 
@@ -58,7 +60,7 @@ class StopFlag:
         return self._event.is_set()
 
 
-class TrainingError(RuntimeError):
+class TrainingError(FibsemError, RuntimeError):
     """Training started but cannot go on (e.g. the loss became NaN)."""
 
 
