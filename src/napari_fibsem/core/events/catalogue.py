@@ -31,6 +31,7 @@ from napari_fibsem.core.events.catalogue_records import (
     lookup,
     matches,
 )
+from napari_fibsem.core.events.event_record import EVENT_FILE
 
 __all__ = ["BUSY_TIMEOUT_S", "DB_NAME", "Catalogue", "CatalogueError", "EventIndex", "event_row", "open_catalogue"]
 
@@ -114,14 +115,14 @@ class Catalogue:
 
     def add(self, folders: list[Path]) -> int:
         """Index (or re-index) these event folders."""
-        rows = [self._row(Path(f) / "event.yaml") for f in folders]
+        rows = [self._row(Path(f) / EVENT_FILE) for f in folders]
         with self._connect() as db:
             db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)
         return len(rows)
 
     def rebuild(self) -> int:
         """Re-index every ``event.yaml`` under the root and drop entries whose folder is gone."""
-        rows = [self._row(p) for p in sorted(self.root.glob("*/*/event.yaml"))]
+        rows = [self._row(p) for p in sorted(self.root.glob(f"*/*/{EVENT_FILE}"))]
         with self._connect() as db:
             db.execute("DELETE FROM events")
             db.executemany("INSERT OR REPLACE INTO events VALUES (?, ?, ?, ?, ?, ?)", rows)

@@ -23,6 +23,7 @@ from types import ModuleType
 from typing import Any
 
 from napari_fibsem.core.events.catalogue_records import CatalogueError, check_query, comparable, event_row
+from napari_fibsem.core.events.event_record import EVENT_FILE
 
 DEFAULT_DATABASE = "napari_fibsem"
 DEFAULT_COLLECTION = "events"
@@ -96,7 +97,7 @@ class MongoCatalogue:
 
     def add(self, folders: list[Path]) -> int:
         """Index (or re-index) these event folders."""
-        docs = [self._document(Path(f) / "event.yaml") for f in folders]
+        docs = [self._document(Path(f) / EVENT_FILE) for f in folders]
         self._write(docs)
         return len(docs)
 
@@ -106,7 +107,7 @@ class MongoCatalogue:
         Every file is read before anything is written; entries are replaced before stale ones are
         dropped, so a reader meanwhile sees old or new entries, never an empty catalogue.
         """
-        docs = [self._document(p) for p in sorted(self.root.glob("*/*/event.yaml"))]
+        docs = [self._document(p) for p in sorted(self.root.glob(f"*/*/{EVENT_FILE}"))]
         self._write(docs)
         keep = {d["id"] for d in docs}
         with self._errors("cannot drop stale events"):

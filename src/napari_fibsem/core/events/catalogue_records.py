@@ -11,9 +11,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Protocol
 
-import yaml
-
 from napari_fibsem.core.errors import FibsemError
+from napari_fibsem.core.events.event_record import EventRecordError, read_event_record
 
 
 class CatalogueError(FibsemError, ValueError):
@@ -34,11 +33,10 @@ class EventIndex(Protocol):
 def event_row(root: Path, event_yaml: Path) -> tuple[str, str, str, str, str, str]:
     """``(id, dataset, label, source, folder, record as JSON)`` of one event file, as every backend stores it."""
     try:
-        rec = yaml.safe_load(event_yaml.read_text())
-    except (OSError, yaml.YAMLError) as e:
-        raise CatalogueError(f"{event_yaml}: cannot read the event record ({e})") from None
-    if not isinstance(rec, Mapping) or "id" not in rec or "label" not in rec:
-        raise CatalogueError(f"{event_yaml}: not an event record (needs id and label)")
+        record = read_event_record(event_yaml)
+    except EventRecordError as e:
+        raise CatalogueError(str(e)) from None
+    rec = record.model_dump()
     folder = event_yaml.parent
     dataset = folder.parent.relative_to(root).as_posix() if root in folder.parents else folder.parent.name
     rec = {**rec, "dataset": dataset}

@@ -22,6 +22,7 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from napari_fibsem.core.errors import FibsemError
 from napari_fibsem.core.events.crops import EventCrop, cut, event_crops, negative_crops
+from napari_fibsem.core.events.event_record import EVENT_FILE, Box, EventRecord
 from napari_fibsem.core.events.ground_truth import gaussian_maps
 from napari_fibsem.core.events.points import EventPoint, check_inside, read_points
 from napari_fibsem.core.io.atomic import atomic_dir, atomic_write_text
@@ -220,17 +221,17 @@ def _write_event(target: Path, source: str, movie: Movie, crop: EventCrop, gt: n
     with atomic_dir(final) as tmp:
         tifffile.imwrite(tmp / "images.tif", cut(movie.stack, crop))
         tifffile.imwrite(tmp / "ground_truth.tif", cut(gt, crop))
-        record = {
-            "id": event_id,
-            "label": crop.label,
-            "source": source,
-            "points_file": movie.csv_path.name,
-            "frames": list(crop.frames),
-            "event_frames": list(crop.event_frames) if crop.event_frames else None,
-            "box": {"y0": crop.box[0], "x0": crop.box[1], "y1": crop.box[2], "x1": crop.box[3]},
-            "points": [[int(f), float(y), float(x)] for f, y, x in crop.local_points()],
-            "sigma": sigma,
-            "metadata": meta,
-        }
-        (tmp / "event.yaml").write_text(yaml.safe_dump(record, sort_keys=False))
+        record = EventRecord(
+            id=event_id,
+            label=crop.label,
+            source=source,
+            points_file=movie.csv_path.name,
+            frames=list(crop.frames),
+            event_frames=list(crop.event_frames) if crop.event_frames else None,
+            box=Box(y0=crop.box[0], x0=crop.box[1], y1=crop.box[2], x1=crop.box[3]),
+            points=[(int(f), float(y), float(x)) for f, y, x in crop.local_points()],
+            sigma=sigma,
+            metadata=meta,
+        )
+        (tmp / EVENT_FILE).write_text(record.to_yaml())
     return final

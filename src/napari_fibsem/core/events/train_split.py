@@ -13,9 +13,9 @@ from typing import Any
 
 import numpy as np
 import tifffile
-import yaml
 
 from napari_fibsem.core.events.crops import group_points
+from napari_fibsem.core.events.event_record import EVENT_FILE, read_event_record
 from napari_fibsem.core.events.model import as_tchw, normalise
 from napari_fibsem.core.events.points import EventPoint
 from napari_fibsem.core.events.training_sets import SET_FILE, read_set
@@ -69,10 +69,10 @@ def load_split(set_folder: str | Path, part: str) -> list[Crop]:
     for event_id in record.get("events", {}).get(part, []):
         folder = Path(record["folders"][event_id])
         try:
-            meta = yaml.safe_load((folder / "event.yaml").read_text())
+            meta = read_event_record(folder / EVENT_FILE).model_dump()
             images = as_tchw(tifffile.imread(folder / "images.tif"))
             gt = as_tchw(tifffile.imread(folder / "ground_truth.tif").astype(np.float32))
-        except (OSError, ValueError, yaml.YAMLError) as e:
+        except (OSError, ValueError) as e:  # EventRecordError is a ValueError
             raise TrainingSetupError(
                 f"{folder}: cannot read event {event_id} of {Path(set_folder) / SET_FILE} ({e})"
             ) from None
