@@ -13,9 +13,9 @@ import pytest
 from qtpy.QtCore import QPoint, Qt
 from qtpy.QtWidgets import QApplication, QMessageBox
 
+from napari_fibsem.core.microscope.patterns import format_duration
 from napari_fibsem.core.synthetic.scene import keypoints_from_mask
 from napari_fibsem.widgets._microscope_layers import STALE_SUFFIX, layer_name
-from napari_fibsem.widgets._microscope_patterns import format_duration
 from napari_fibsem.widgets._milling_panel import PATTERN_LAYER
 
 pytestmark = pytest.mark.gui

@@ -23,7 +23,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from napari_fibsem.core.microscope import BeamType, ImageSettings, MicroscopeError, StagePosition, from_dict
-from napari_fibsem.widgets._microscope_patterns import metre_units
 
 if TYPE_CHECKING:
     import napari
@@ -33,6 +32,13 @@ BEAM_KEY = "fibsem_beam"  # layer metadata: which beam's image the layer holds
 STALE_SUFFIX = " (stale)"  # short: the layer list elides long names; the dock says why
 ANGLE_TOLERANCE = 1e-4  # rad: a rotation or tilt change larger than this makes an image stale
 _GAP = 0.05  # the ion image sits this fraction of the electron image's width to its right
+
+
+def metre_units() -> dict[str, Any]:
+    """``add_image`` / ``add_shapes`` keyword giving a layer metre units (napari >= 0.6; none before)."""
+    from napari.layers import Layer
+
+    return {"units": ("m", "m")} if hasattr(Layer, "units") else {}
 
 
 def layer_name(beam: str) -> str:

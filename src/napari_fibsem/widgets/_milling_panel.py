@@ -43,16 +43,15 @@ from napari_fibsem.core.microscope import (
     MillingSettings,
     Pattern,
 )
-from napari_fibsem.widgets._microscope_layers import beam_layer, staleness
-from napari_fibsem.widgets._microscope_patterns import (
+from napari_fibsem.core.microscope.patterns import (
     PatternError,
     describe_patterns,
     format_current,
     format_duration,
-    metre_units,
     milling_summary,
     shapes_to_patterns,
 )
+from napari_fibsem.widgets._microscope_layers import beam_layer, metre_units, staleness
 
 if TYPE_CHECKING:
     import napari

@@ -1,4 +1,5 @@
-"""Milling patterns drawn as napari shapes: conversion to the core's patterns, and their description.
+"""Milling patterns drawn as shapes (napari's, or any (row, col) vertices): conversion to the
+microscope's patterns, and their description in words.
 
 The shapes are drawn on the ion image in its pixel coordinates (row, col; pixel centres at
 integers, row down). :func:`shapes_to_patterns` turns them into the core's patterns, image-plane
@@ -18,7 +19,6 @@ from __future__ import annotations
 import math
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
 
@@ -35,13 +35,6 @@ from napari_fibsem.core.microscope.structures import pattern_bounds
 CIRCLE_TOLERANCE = 0.02  # an ellipse whose axes differ by more (relative) is refused
 _EDGE = 1e-6  # px: vertices this far past the image edge still count as inside
 _LISTED = 8  # the confirmation lists this many patterns one by one, then counts the rest
-
-
-def metre_units() -> dict[str, Any]:
-    """``add_image`` / ``add_shapes`` keyword giving a layer metre units (napari >= 0.6; none before)."""
-    from napari.layers import Layer
-
-    return {"units": ("m", "m")} if hasattr(Layer, "units") else {}
 
 
 class PatternError(FibsemError, ValueError):
