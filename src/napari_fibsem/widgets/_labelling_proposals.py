@@ -133,16 +133,16 @@ class ProposalPanel(QGroupBox):
         out = folder.folder / "proposals"
 
         def work():
-            from napari_fibsem.core.models.inference import predict_folder
+            from napari_fibsem.core.models.inference import iter_predict_folder
 
             try:
                 model = self._get_model()
             except (OSError, ValueError, ImportError) as e:
                 return None, str(e)
             failed = []
-            for n, path in enumerate(todo, start=1):
-                failed += predict_folder(model, [path], out, overwrite=True).failed
-                yield n, len(todo)
+            for summary in iter_predict_folder(model, todo, out, overwrite=True) if todo else ():
+                failed = summary.failed
+                yield summary.done, summary.total
             return failed, ""
 
         def progressed(value) -> None:

@@ -10,7 +10,7 @@ batches, so a widget can run it off the UI thread.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +31,9 @@ class PredictSummary:
     skipped: list[Path] = field(default_factory=list)
     failed: list[tuple[Path, str]] = field(default_factory=list)
     cancelled: bool = False
+    done: int = 0
+    """Images dealt with so far (skipped ones included), of ``total``."""
+    total: int = 0
 
     @property
     def ok(self) -> bool:
@@ -111,24 +114,42 @@ def predict_folder(
     ``on_progress(done, total)`` runs after each batch; ``should_stop()`` returning True ends
     the run after the current batch (``summary.cancelled``).
     """
+    summary = PredictSummary()
+    for summary in iter_predict_folder(model, images, out_dir, overwrite=overwrite, batch_size=batch_size,
+                                       probs_dir=probs_dir):  # fmt: skip
+        if on_progress is not None:
+            on_progress(summary.done, summary.total)
+        if should_stop is not None and summary.done < summary.total and should_stop():
+            summary.cancelled = True
+            break
+    return summary
+
+
+def iter_predict_folder(
+    model,
+    images: str | Path | Sequence[str | Path],
+    out_dir: str | Path | None = None,
+    *,
+    overwrite: bool = False,
+    batch_size: int = 1,
+    probs_dir: str | Path | None = None,
+) -> Iterator[PredictSummary]:
+    """:func:`predict_folder` as a generator, for background workers: yields the run's summary
+    once the existing labels are counted and after each batch (``done`` of ``total``); a caller
+    that stops iterating ends the run after the current batch."""
     paths = collect_images(images)
     targets = label_targets(paths, out_dir)
-    summary = PredictSummary()
-    total = len(paths)
+    summary = PredictSummary(total=len(paths))
     todo: list[tuple[Path, Path]] = []
     for image, target in zip(paths, targets):
         if not overwrite and existing_label(target) is not None:
             summary.skipped.append(image)
         else:
             todo.append((image, target))
-    done = total - len(todo)
-    if on_progress is not None:
-        on_progress(done, total)
+    summary.done = summary.total - len(todo)
+    yield summary
     step = max(1, int(batch_size))
     for start in range(0, len(todo), step):
-        if should_stop is not None and should_stop():
-            summary.cancelled = True
-            break
         chunk = todo[start : start + step]
         loaded = []
         for image, target in chunk:
@@ -138,10 +159,8 @@ def predict_folder(
                 summary.failed.append((image, str(e)))
         if loaded:
             _predict_and_write(model, loaded, probs_dir, summary)
-        done += len(chunk)
-        if on_progress is not None:
-            on_progress(done, total)
-    return summary
+        summary.done += len(chunk)
+        yield summary
 
 
 def _predict_and_write(
