@@ -185,6 +185,11 @@ class TrainingForm(QWidget):
             "float32 elsewhere. Saved models are float32 either way"
         )
         self.overwrite = QCheckBox("Replace a previous run in the save folder")
+        self._fields: dict[str, QWidget] = {  # config key -> widget, read and set by widget type
+            "architecture": self.architecture, "encoder": self.encoder, "epochs": self.epochs,
+            "batch_size": self.batch_size, "split": self.split, "amp": self.amp, "device": self.device,
+            "num_workers": self.num_workers, "overwrite": self.overwrite,
+        }  # fmt: skip
 
         data = _group("Data", [
             ("Image folders", self.data_paths), ("Label folders", self.label_paths),
@@ -212,29 +217,21 @@ class TrainingForm(QWidget):
         data["label_paths"] = self.label_paths.paths() or None
         data["save_path"] = (self.save_path.paths() or [None])[0]
         data["checkpoint"] = (self.checkpoint.paths() or [None])[0]
-        data["architecture"] = self.architecture.currentText().strip()
-        data["encoder"] = self.encoder.currentText().strip()
         text = self.model_kwargs.text().strip()
         try:
             data["model_kwargs"] = yaml.safe_load(text) if text else {}
         except yaml.YAMLError:
             data["model_kwargs"] = text  # pydantic reports "should be a valid dictionary"
-        data["epochs"] = self.epochs.value()
-        data["batch_size"] = self.batch_size.value()
         data["lr"] = _number(self.lr.text())
         data["crop_size"] = _crop(self.crop_size.text())
         if self._scale_set:
             data["input_scale"] = round(self.input_scale.value(), 4)
-        data["split"] = round(self.split.value(), 4)
-        data["amp"] = self.amp.isChecked()
-        data["device"] = self.device.currentText().strip()
-        data["num_workers"] = self.num_workers.value()
+        data.update({key: _get(widget) for key, widget in self._fields.items()})
         augment = self._base.get("augment")
         data["augment"] = {
             **(augment if isinstance(augment, dict) else {}),
             "enabled": self.augment.isChecked(),
         }
-        data["overwrite"] = self.overwrite.isChecked()
         if data["save_path"] is None:
             del data["save_path"]  # reported as "required key is missing"
         return data
@@ -254,14 +251,10 @@ class TrainingForm(QWidget):
         self.label_paths.set_paths(cfg.label_paths)
         self.save_path.set_paths(cfg.save_path)
         self.checkpoint.set_paths(cfg.checkpoint)
-        self.architecture.setCurrentText(cfg.architecture)
-        self.encoder.setCurrentText(cfg.encoder)
         self.model_kwargs.setText(
             yaml.safe_dump(cfg.model_kwargs, default_flow_style=True).strip() if cfg.model_kwargs else ""
         )
         self.model_kwargs.setCursorPosition(0)
-        self.epochs.setValue(cfg.epochs)
-        self.batch_size.setValue(cfg.batch_size)
         self.lr.setText(_fmt_float(cfg.lr))
         crop = cfg.crop_size
         self.crop_size.setText(
@@ -269,12 +262,9 @@ class TrainingForm(QWidget):
         )
         self.input_scale.setValue(cfg.input_scale)
         self._scale_set = explicit
-        self.split.setValue(cfg.split)
-        self.amp.setChecked(cfg.amp)
-        self.device.setCurrentText(cfg.device)
-        self.num_workers.setValue(cfg.num_workers)
+        for key, widget in self._fields.items():
+            _set(widget, getattr(cfg, key))
         self.augment.setChecked(cfg.augment.enabled)
-        self.overwrite.setChecked(cfg.overwrite)
 
     # -- YAML files -----------------------------------------------------------------------------------
     def load_yaml(self, path: str | Path) -> list[str]:
@@ -326,6 +316,27 @@ def _spin(low: int, high: int, value: int) -> QSpinBox:
     box.setRange(low, high)
     box.setValue(value)
     return box
+
+
+def _get(widget: QWidget) -> Any:
+    """A simple field's config value: check box -> bool, combo -> its text, spin box -> its number."""
+    if isinstance(widget, QCheckBox):
+        return widget.isChecked()
+    if isinstance(widget, QComboBox):
+        return widget.currentText().strip()
+    if isinstance(widget, QDoubleSpinBox):
+        return round(widget.value(), 4)  # no float noise from the spin box in the YAML
+    return widget.value()
+
+
+def _set(widget: QWidget, value: Any) -> None:
+    """Show a config value in a simple field (the inverse of :func:`_get`)."""
+    if isinstance(widget, QCheckBox):
+        widget.setChecked(value)
+    elif isinstance(widget, QComboBox):
+        widget.setCurrentText(value)
+    else:
+        widget.setValue(value)
 
 
 def _fmt_float(v: float) -> str:

@@ -13,7 +13,8 @@ the dock) and milling refuses a stale ion image. Milling patterns are drawn in a
 the ion image (``_milling_panel``). Double-clicking an image moves the stage so the clicked point
 comes to the centre (``stable_move``) and re-acquires that image, and the other beam's too when
 both beam layers are shown. A move the core refuses as too large asks the person and is retried
-with ``confirm=True`` only if they agree.
+with ``confirm=True`` only if they agree. The stage side (readout, staleness, centring, moves)
+lives in ``_microscope_stage``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,6 @@ from qtpy.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QListWidget,
-    QMessageBox,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
@@ -54,14 +54,8 @@ from napari_fibsem.core.microscope import (
     connect,
 )
 from napari_fibsem.widgets._common import start_worker
-from napari_fibsem.widgets._microscope_layers import (
-    BEAMS,
-    beam_layer,
-    layer_name,
-    mark_stale,
-    settings_of,
-    show_image,
-)
+from napari_fibsem.widgets._microscope_layers import layer_name, settings_of, show_image
+from napari_fibsem.widgets._microscope_stage import STAGE_REFRESH_MS, StageControls
 from napari_fibsem.widgets._milling_panel import MillingPanel
 
 if TYPE_CHECKING:
@@ -69,12 +63,11 @@ if TYPE_CHECKING:
 
 
 BOTH = "both"
-STAGE_REFRESH_MS = 2000
 __all__ = ["MicroscopeWidget", "layer_name"]
 _NOTIFY = {"info": show_info, "warning": show_warning, "error": show_error}
 
 
-class MicroscopeWidget(QWidget):
+class MicroscopeWidget(StageControls, QWidget):
     """Connect, acquire in one or both beams, move the stage, mill, keep a list of saved states."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent: QWidget | None = None) -> None:
@@ -216,38 +209,6 @@ class MicroscopeWidget(QWidget):
         if level is not None:
             _NOTIFY[level](text)
 
-    def refresh_stage(self) -> None:
-        """Re-read the stage in a worker (the timer calls this); only while connected and idle,
-        one read at a time, and a reading is dropped if an instrument call started meanwhile."""
-        m = self.microscope
-        if m is None or not m.connected or self.busy or self._reading_stage:
-            return
-        self._reading_stage = True
-        calls = self._calls
-
-        def read() -> StagePosition | MicroscopeError:
-            try:
-                return m.get_stage_position()
-            except MicroscopeError as e:
-                return e
-
-        def shown(s: StagePosition | MicroscopeError | None) -> None:
-            self._reading_stage = False
-            if not self.busy and calls == self._calls and m is self.microscope:
-                self._set_stage(s)
-
-        start_worker(read, on_returned=shown, on_errored=lambda _e: shown(None), owner=self)
-
-    def _live_toggled(self, on: bool) -> None:
-        if on and self.microscope is not None:
-            self.stage_timer.start()
-        else:
-            self.stage_timer.stop()
-
-    def _ask(self, message: str) -> bool:
-        answer = QMessageBox.question(self, "Large move", f"{message}\n\nMove anyway?")
-        return answer == QMessageBox.StandardButton.Yes
-
     # -- actions --------------------------------------------------------------------------------
     def _choose_config(self) -> None:
         path, _ = QFileDialog.getOpenFileName(
@@ -319,51 +280,6 @@ class MicroscopeWidget(QWidget):
             self.viewer.reset_view()
         return layer
 
-    def _on_double_click(self, layer, event) -> None:
-        position = layer.world_to_data(event.position)
-        h, w = layer.data.shape[-2:]
-        if not (-0.5 <= position[-2] <= h - 0.5 and -0.5 <= position[-1] <= w - 0.5):
-            self.status.setText(
-                f"double-click inside the {layer.name} image (the selected layer) to centre there"
-            )
-            return
-        self.centre_on(layer, position)
-
-    def centre_on(self, layer, data_position) -> None:
-        """Stable-move so the pixel ``data_position`` (row, col) of ``layer``'s image comes to the
-        centre, then re-acquire that image, and the other beam's when both beam layers are shown."""
-        image = layer.metadata.get("fibsem_image")
-        if self.microscope is None or image is None:
-            return
-        beam = image.metadata.beam_type
-        if beam in self.stale:  # its pixels no longer say where things are: the move would miss
-            self.tell(f"cannot centre: the {beam} image is stale ({self.stale[beam]}); acquire it again", "warning")
-            return
-        h, w = image.data.shape
-        row, col = data_position[-2], data_position[-1]
-        ps = image.metadata.pixel_size
-        dx, dy = (col - (w - 1) / 2) * ps, -(row - (h - 1) / 2) * ps
-        shown = [la for la in (beam_layer(self.viewer, b) for b in BEAMS) if la is not None and la.visible]
-        again = [self.settings_like(la.metadata["fibsem_image"]) for la in shown if la is not layer]
-        again = sorted([self.settings_like(image), *again], key=lambda s: BEAMS.index(s.beam.value))
-        move = partial(self.microscope.stable_move, dx, dy, image.metadata.beam_type)
-        look = partial(self._look_at, layer)
-        self._run("moving", move, lambda _pos: self._acquire_each(again, "centred on the point; ", look))
-
-    def _look_at(self, layer) -> None:
-        """Centre the view on ``layer``'s image centre, where the double-clicked feature now is
-        (napari's own double-click zoomed in around the clicked point; the zoom is kept)."""
-        h, w = layer.data.shape[-2:]
-        scene = getattr(self.viewer, "scene", None)  # napari >= 0.9 keeps the camera there
-        camera = scene.camera if hasattr(scene, "camera") else self.viewer.camera
-        camera.center = tuple(layer.data_to_world(((h - 1) / 2, (w - 1) / 2))[-2:])
-
-    def move_relative(self, dx: float, dy: float) -> None:
-        if self.microscope is None:
-            return
-        move = partial(self.microscope.move_stage_relative, dx=dx, dy=dy)
-        self._run("moving", move, lambda pos: self.status.setText("moved"))
-
     def save_state(self) -> None:
         if self.microscope is None:
             return
@@ -384,26 +300,6 @@ class MicroscopeWidget(QWidget):
             return
         restore = partial(self.microscope.set_state, self.states[index])
         self._run("restoring state", restore, lambda _s: self.status.setText(f"state {index + 1} restored"))
-
-    def _set_stage(self, s: StagePosition | MicroscopeError | None) -> None:
-        """A new stage readout: show it and mark the images taken elsewhere stale."""
-        if s is None:
-            return
-        self.stage = s
-        if isinstance(s, MicroscopeError):
-            self.stage_label.setText(f"stage: unknown ({s})")
-        else:
-            self.stage_label.setText(
-                f"stage: x {s.x * 1e6:.2f} µm, y {s.y * 1e6:.2f} µm, z {s.z * 1e6:.2f} µm, "
-                f"r {s.r * 57.2958:.1f}°, t {s.t * 57.2958:.1f}°"
-            )
-        self._refresh_stale()
-
-    def _refresh_stale(self) -> None:
-        self.stale = mark_stale(self.viewer, self.stage)
-        lines = [f"{beam} image stale: {why} — acquire again" for beam, why in self.stale.items()]
-        self.stale_label.setText("\n".join(lines))
-        self.stale_label.setVisible(bool(lines))
 
     def _update_buttons(self) -> None:
         on = self.microscope is not None and not self.busy

@@ -16,7 +16,7 @@ field width and resolution (``geometry``) and renders it with the synthetic-scen
   reports how long it would have taken on an instrument, not the milliseconds it took here;
 - the needle (manipulator) is drawn while inserted, offset by its position (z changes its height,
   which the tilted beam sees as vertical motion);
-- GIS ports (``simulator.gas_ports``) insert, heat (room temperature to 45 °C in
+- GIS ports (``simulator.gas_ports``; ``_sim_gas``) insert, heat (room temperature to 45 °C in
   ``delays.gis_heat_s``), open and close; the chamber reads pumped at 1e-4 Pa (more while gas
   flows), the stage -180 °C with ``simulator.cryo``; ``set_vacuum`` vents it for tests; a sputter
   coater (``simulator.sputter_coater``) coats for the time asked;
@@ -30,12 +30,14 @@ import dataclasses
 import math
 import time
 import typing
-from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
 
 from napari_fibsem.core.microscope import geometry
+from napari_fibsem.core.microscope._sim_gas import GIS_SETPOINT_K as GIS_SETPOINT_K  # re-exported
+from napari_fibsem.core.microscope._sim_gas import ROOM_K as ROOM_K  # re-exported
+from napari_fibsem.core.microscope._sim_gas import SimulatedGas, _Port
 from napari_fibsem.core.microscope._sim_world import Affine, build_world, edges_to_rect, map_object, mill
 from napari_fibsem.core.microscope.base import Microscope
 from napari_fibsem.core.microscope.config import FaultSpec, MicroscopeConfig, SimulatorConfig
@@ -43,11 +45,9 @@ from napari_fibsem.core.microscope.errors import (
     AcquisitionError,
     ConnectionLostError,
     MicroscopeError,
-    NotSupportedError,
     StageTimeoutError,
 )
 from napari_fibsem.core.microscope.events import EventLog
-from napari_fibsem.core.microscope.gas import GasPort, SputterSettings
 from napari_fibsem.core.microscope.structures import (
     BeamSettings,
     BeamType,
@@ -63,8 +63,6 @@ from napari_fibsem.core.microscope.structures import (
 from napari_fibsem.core.synthetic.scene import Lamella, SceneConfig, Trench, random_style, render
 
 FAULT_KINDS = ("acquisition", "stage_timeout", "connection_loss", "gis_open", "gis_close")
-ROOM_K = 295.15
-GIS_SETPOINT_K = 318.15  # 45 °C
 CRYO_K = 93.15  # -180 °C
 VACUUM_STATES = typing.get_args(typing.get_type_hints(ChamberState)["vacuum"])
 
@@ -76,16 +74,7 @@ class _Fault:
     count: int
 
 
-@dataclasses.dataclass
-class _Port:
-    inserted: bool = False
-    open: bool = False
-    heater_on_at: float | None = None  # time.monotonic() when the heater was switched on
-    opened_at: float = 0.0
-    deposited_s: float = 0.0  # seconds the valve was open, in total
-
-
-class SimulatedMicroscope(Microscope):
+class SimulatedMicroscope(SimulatedGas, Microscope):
     """The default microscope in tests and demos (``manufacturer: Demo``)."""
 
     def __init__(self, config: MicroscopeConfig | None = None, *, event_log: EventLog | str | None = None) -> None:
@@ -132,10 +121,6 @@ class SimulatedMicroscope(Microscope):
         if vacuum not in VACUUM_STATES:
             raise ValueError(f"unknown vacuum state {vacuum!r}; use one of {list(VACUUM_STATES)}")
         self._vacuum = vacuum
-
-    def deposited(self, port: str) -> float:
-        """Seconds the valve of GIS ``port`` has been open, in total."""
-        return self._ports[port].deposited_s
 
     def last_mask(self, beam: BeamType | str) -> np.ndarray | None:
         """Ground-truth class mask of the last acquisition with ``beam``."""
@@ -337,72 +322,3 @@ class SimulatedMicroscope(Microscope):
         pumped = 8.0 if self._sputtering else 5e-4 if flowing else 1e-4  # argon / precursor / none
         pressure = {"pumped": pumped, "pumping": 1.0, "venting": 1e3, "vented": 1e5}.get(self._vacuum)
         return ChamberState(self._vacuum, pressure, CRYO_K if self.sim.cryo else None, raw=self._vacuum)
-
-    # -- gas injection, sputter coating --------------------------------------------------------
-
-    def _port(self, name: str) -> _Port:
-        self._link()
-        if name not in self._ports:
-            raise MicroscopeError(f"the simulator has no GIS port {name!r}; it has {list(self._ports)}")
-        return self._ports[name]
-
-    def _gas_port_names(self) -> list[str]:
-        self._link()
-        return list(self._ports)
-
-    def _read_gas_port(self, port: str) -> GasPort:
-        p = self._port(port)
-        heat, progress = self.sim.delays.gis_heat_s, 0.0
-        if p.heater_on_at is not None:
-            progress = 1.0 if heat == 0 else min(1.0, (time.monotonic() - p.heater_on_at) / heat)
-        temperature = ROOM_K + progress * (GIS_SETPOINT_K - ROOM_K)
-        return GasPort(port, p.inserted, p.open, temperature, ready=progress >= 1.0)
-
-    def _insert_gis(self, port: str, position: str | None) -> None:
-        p = self._port(port)
-        if position is not None:
-            raise NotSupportedError(f"the simulated GIS has one insert position, not {position!r}; use None")
-        time.sleep(self.sim.delays.move_s)
-        p.inserted = True
-
-    def _retract_gis(self, port: str) -> None:
-        p = self._port(port)
-        time.sleep(self.sim.delays.move_s)
-        p.inserted = False
-
-    def _heat_gis(self, port: str, on: bool) -> None:
-        p = self._port(port)
-        if not on:
-            p.heater_on_at = None
-        elif p.heater_on_at is None:
-            p.heater_on_at = time.monotonic()
-
-    def _open_gis(self, port: str) -> None:
-        p = self._port(port)
-        if not p.inserted:
-            raise MicroscopeError(f"the GIS of {port!r} is retracted; its valve stays closed")
-        if not p.open:
-            p.open, p.opened_at = True, time.monotonic()
-        if self._trip("gis_open"):
-            raise MicroscopeError(f"the {port!r} GIS valve reports a fault while opening (injected fault)")
-
-    def _close_gis(self, port: str) -> None:
-        p = self._port(port)
-        if self._trip("gis_close"):
-            raise MicroscopeError(f"the {port!r} GIS valve did not close (injected fault)")
-        if p.open:
-            p.open, p.deposited_s = False, p.deposited_s + time.monotonic() - p.opened_at
-
-    def _prepare_sputter(self, settings: SputterSettings) -> None:
-        self._link()
-        if not self.sim.sputter_coater:
-            raise NotSupportedError("this simulated microscope has no sputter coater (simulator.sputter_coater)")
-
-    def _run_sputter(self, settings: SputterSettings, wait: Callable[[float], bool]) -> bool:
-        self._link()
-        self._sputtering, t0 = True, time.monotonic()
-        try:
-            return wait(settings.duration)
-        finally:
-            self._sputtering = False
-            self.sputtered_s += time.monotonic() - t0
