@@ -14,7 +14,8 @@ class LabellingHost(Protocol):
     """The open folder, the image shown (``index`` in the folder), its layers and the status line."""
 
     folder: LabelFolder | None
-    index: int
+    @property
+    def index(self) -> int: ...
     image: FibsemImage | None
     layers: LabellingLayers
 

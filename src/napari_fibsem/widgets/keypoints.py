@@ -21,12 +21,9 @@ from napari.utils.notifications import show_error, show_info, show_warning
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import (
     QComboBox,
-    QFileDialog,
     QHBoxLayout,
     QLabel,
-    QListWidget,
     QProgressBar,
-    QPushButton,
     QVBoxLayout,
     QWidget,
 )
@@ -37,6 +34,7 @@ from napari_fibsem.core.data.keypoint_labels import KeypointLabels
 from napari_fibsem.core.detection import CATALOGUE
 from napari_fibsem.core.io.imageio import FibsemImage, read_image
 from napari_fibsem.widgets._common import swatch
+from napari_fibsem.widgets._folder_nav import FolderNavigator
 from napari_fibsem.widgets._keypoints_jobs import KeypointJobsMixin
 from napari_fibsem.widgets._keypoints_panels import FeatureChecklist, PixelSizeField, order_features
 
@@ -59,7 +57,6 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.labels: KeypointLabels | None = None
-        self.index = -1
         self.image: FibsemImage | None = None
         self._syncing = False
         self._worker: Any = None
@@ -67,20 +64,16 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         self._settle.timeout.connect(self.commit)
         self._build()
         self._enable(False)
-        for key, step in (("PageDown", self.next_image), ("PageUp", self.previous_image)):
-            viewer.bind_key(key, lambda _v, f=step: f(), overwrite=True)
+        self.nav.bind_viewer_keys(viewer)
 
     def _build(self) -> None:
-        self.open_button = QPushButton("Open image folder…")
-        self.open_button.clicked.connect(self._choose_folder)
-        self.from_layer_button = QPushButton("Use the opened folder")
-        self.from_layer_button.setToolTip("The folder a layer was read from (drag a folder into napari first)")
-        self.from_layer_button.clicked.connect(self.open_from_layer)
-        self.folder_label = QLabel("no folder open")
-        self.folder_label.setWordWrap(True)
-        self.image_list = QListWidget()
-        self.image_list.setToolTip("✓ every feature placed, ◐ some still missing, · none yet")
-        self.image_list.currentRowChanged.connect(self._on_row)
+        self.nav = FolderNavigator("✓ every feature placed, ◐ some still missing, · none yet",
+                                   "The folder a layer was read from (drag a folder into napari first)")  # fmt: skip
+        self.nav.go.connect(self.show_image)
+        self.nav.folder_chosen.connect(self.open_folder)
+        self.nav.use_opened.connect(self.open_from_layer)
+        self.image_list, self.from_layer_button = self.nav.image_list, self.nav.from_layer_button
+        self.prev_button, self.next_button = self.nav.prev_button, self.nav.next_button
         self.feature = QComboBox()
         for name, spec in CATALOGUE.items():
             self.feature.addItem(swatch(spec.color), name)
@@ -91,9 +84,6 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         self.pixel_size = PixelSizeField()
         self.pixel_size.changed.connect(self.set_pixel_size)
         self.pixel_size.apply_to_all.connect(self.apply_pixel_size_to_all)
-        self.prev_button, self.next_button = QPushButton("◀ Previous"), QPushButton("Next ▶")
-        self.prev_button.clicked.connect(self.previous_image)
-        self.next_button.clicked.connect(self.next_image)
         self._build_prefill()
         self.progress = QProgressBar()
         self.progress.setVisible(False)
@@ -101,9 +91,7 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         self.status.setWordWrap(True)
 
         layout = QVBoxLayout(self)
-        for row in ((self.open_button, self.from_layer_button), (self.folder_label,)):
-            layout.addLayout(_row(*row))
-        layout.addWidget(self.image_list, stretch=1)
+        layout.addWidget(self.nav, stretch=1)
         layout.addLayout(_row(QLabel("Feature"), self.feature))
         layout.addWidget(QLabel("On this image:"))
         layout.addWidget(self.checklist)
@@ -114,11 +102,6 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         layout.addWidget(self.status)
 
     # -- folder and navigation ------------------------------------------------------------------
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder of images to label")
-        if folder:
-            self.open_folder(folder)
-
     def open_from_layer(self) -> None:
         """Open the folder a layer was read from (a folder dragged into napari); hide that folder's stack layers."""
         folder = opened_folder(self.viewer)
@@ -139,19 +122,15 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         except (OSError, ValueError) as e:
             self._tell(f"cannot open {folder}: {e}")
             return
-        self.folder_label.setText(f"{self.labels.folder.name}/  →  points in {self.labels.csv_path.name}")
-        self.folder_label.setToolTip(f"{self.labels.folder}\n{self.labels.csv_path}")
-        self.image_list.blockSignals(True)
-        self.image_list.clear()
-        self.image_list.addItems([path.name for path in self.labels.images])
-        self.image_list.blockSignals(False)
-        self.index = -1
+        labels = self.labels
+        self.nav.show_folder(labels, f"{labels.folder.name}/  →  points in {labels.csv_path.name}",
+                             f"{labels.folder}\n{labels.csv_path}")  # fmt: skip
         self._enable(True)
         self.show_image(0)
 
     def show_image(self, index: int) -> None:
         """Save pending changes, then show image ``index`` and its points, ready to click the first missing feature."""
-        if self.labels is None or not 0 <= index < len(self.labels.images):
+        if self.labels is None or not self.labels.has(index):
             return
         self.commit()
         path = self.labels.images[index]
@@ -160,10 +139,8 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
         except (OSError, ValueError) as e:
             self._tell(f"cannot read {path.name}: {e}")
             return
-        self.index = index
-        self.image_list.blockSignals(True)
-        self.image_list.setCurrentRow(index)
-        self.image_list.blockSignals(False)
+        self.labels.index = index
+        self.nav.show_current()
         self._show_layers()
         missing = self.labels.missing(path.name, self.feature_set())
         if missing:
@@ -179,13 +156,14 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
     def previous_image(self) -> None:
         self.show_image(self.index - 1)
 
-    def _on_row(self, row: int) -> None:
-        if row != self.index:
-            self.show_image(row)
+    @property
+    def index(self) -> int:
+        """The image shown, kept by the folder state; -1 when none."""
+        return self.labels.index if self.labels is not None else -1
 
     @property
     def current_name(self) -> str | None:
-        return None if self.labels is None or self.index < 0 else self.labels.images[self.index].name
+        return self.labels.current_name if self.labels is not None else None
 
     # -- features -------------------------------------------------------------------------------
     def feature_set(self) -> list[str]:
@@ -326,10 +304,12 @@ class KeypointWidget(KeypointJobsMixin, QWidget):
             return
         features = self.feature_set()
         placed = self.labels.placed()
-        for i, path in enumerate(self.labels.images):
+        texts = []
+        for path in self.labels.images:
             have = len(placed.get(path.name, set()) & set(features))
             mark = "✓" if have == len(features) else ("◐" if have else "·")
-            self.image_list.item(i).setText(f"{mark} {path.name}  {have}/{len(features)}")
+            texts.append(f"{mark} {path.name}  {have}/{len(features)}")
+        self.nav.show_items(texts)
         name = self.current_name
         if name is not None:
             here = placed.get(name, set()) & set(features)

@@ -15,7 +15,6 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from napari.utils.notifications import show_error, show_info
 from qtpy.QtWidgets import (
-    QFileDialog,
     QHBoxLayout,
     QLabel,
     QListWidget,
@@ -30,6 +29,7 @@ from napari_fibsem._stack_view import retire_reader_layers
 from napari_fibsem.core.data.label_folder import LabelFolder
 from napari_fibsem.core.io.imageio import FibsemImage
 from napari_fibsem.widgets._common import VerticalScroll, swatch
+from napari_fibsem.widgets._folder_nav import FolderNavigator
 from napari_fibsem.widgets._labelling_layers import LabellingLayers
 from napari_fibsem.widgets._labelling_proposals import ProposalPanel
 from napari_fibsem.widgets._sam_assist import SamAssist
@@ -52,30 +52,23 @@ class LabellingWidget(QWidget):
         super().__init__(parent)
         self.viewer = viewer
         self.folder: LabelFolder | None = None
-        self.index = -1
         self.image: FibsemImage | None = None
         self.layers = LabellingLayers(viewer, self.select_class,
                                       {"n": self.next_image, "Shift-n": self.previous_image})  # fmt: skip
 
         self.help = QLabel(HELP)
         self.help.setWordWrap(True)
-        self.open_button = QPushButton("Open image folder…")
-        self.open_button.clicked.connect(self._choose_folder)
-        self.from_layer_button = QPushButton("Use the opened folder")
-        self.from_layer_button.setToolTip("The folder a layer was read from (drag a folder into napari)")
-        self.from_layer_button.clicked.connect(self.open_from_layer)
-        self.folder_label = QLabel("no folder open")
-        self.folder_label.setWordWrap(True)
+        self.nav = FolderNavigator("✓ labelled   ◌ has a proposal   · not labelled yet",
+                                   "The folder a layer was read from (drag a folder into napari)")  # fmt: skip
+        self.nav.go.connect(self.show_image)
+        self.nav.folder_chosen.connect(self.open_folder)
+        self.nav.use_opened.connect(self.open_from_layer)
+        self.image_list, self.from_layer_button = self.nav.image_list, self.nav.from_layer_button
+        self.prev_button, self.next_button = self.nav.prev_button, self.nav.next_button
         self.current_label = QLabel("")
         self.current_label.setWordWrap(True)
-        self.image_list = QListWidget()
-        self.image_list.setToolTip("✓ labelled   ◌ has a proposal   · not labelled yet")
-        self.image_list.currentRowChanged.connect(self._on_row)
         self.palette = QListWidget()
         self.palette.currentRowChanged.connect(self._on_palette)
-        self.prev_button, self.next_button = QPushButton("◀ Previous"), QPushButton("Next ▶")
-        self.prev_button.clicked.connect(self.previous_image)
-        self.next_button.clicked.connect(self.next_image)
         self.save_button = QPushButton("Save")
         self.save_button.clicked.connect(self.save)
         self.proposals = ProposalPanel(self)
@@ -86,14 +79,9 @@ class LabellingWidget(QWidget):
         content = QWidget()
         layout = QVBoxLayout(content)
         layout.addWidget(self.help)
-        top = QHBoxLayout()
-        top.addWidget(self.open_button)
-        top.addWidget(self.from_layer_button)
-        layout.addLayout(top)
-        layout.addWidget(self.folder_label)
         self.image_list.setMinimumHeight(90)
         self.palette.setMinimumHeight(120)
-        layout.addWidget(self.image_list, stretch=2)
+        layout.addWidget(self.nav, stretch=2)
         layout.addWidget(self.current_label)
         layout.addWidget(QLabel("Classes (keys 1-9)"))
         layout.addWidget(self.palette, stretch=1)
@@ -108,8 +96,7 @@ class LabellingWidget(QWidget):
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(VerticalScroll(content))
         self._update_buttons()
-        for key, step in (("PageDown", self.next_image), ("PageUp", self.previous_image)):
-            viewer.bind_key(key, lambda _v, f=step: f(), overwrite=True)
+        self.nav.bind_viewer_keys(viewer)
 
     # -- messages -------------------------------------------------------------------------------
     def say(self, text: str, error: bool = False) -> None:
@@ -119,15 +106,15 @@ class LabellingWidget(QWidget):
             show_error(text)
 
     @property
+    def index(self) -> int:
+        """The image shown, kept by the folder state; -1 when none."""
+        return self.folder.index if self.folder is not None else -1
+
+    @property
     def current_name(self) -> str:
-        return self.folder.images[self.index].name if self.folder is not None and self.index >= 0 else ""
+        return (self.folder.current_name or "") if self.folder is not None else ""
 
     # -- opening and navigating -----------------------------------------------------------------
-    def _choose_folder(self) -> None:
-        folder = QFileDialog.getExistingDirectory(self, "Folder of images to label")
-        if folder:
-            self.open_folder(folder)
-
     def open_from_layer(self) -> bool:
         """Open the folder that the selected (or any) layer was read from by our reader."""
         folder = opened_folder(self.viewer)
@@ -144,7 +131,7 @@ class LabellingWidget(QWidget):
             self.say(f"cannot open {folder}: {e}", error=True)
             return False
         self.folder = opened
-        self.folder_label.setText(f"folder: {opened.folder}")
+        self.nav.show_folder(opened, f"folder: {opened.folder}")
         self.palette.blockSignals(True)
         self.palette.clear()
         for cid, info in opened.class_map.classes.items():
@@ -152,10 +139,9 @@ class LabellingWidget(QWidget):
             self.palette.addItem(QListWidgetItem(swatch(info.color), f"{key}{info.name}"))
         self.palette.blockSignals(False)
         message = retire_reader_layers(self.viewer, opened.folder)
-        self.index = -1
         self.refresh_list()
         self.show_image(0)
-        labelled = sum(opened.is_labelled(i) for i in range(len(opened)))
+        labelled = opened.done_count()
         self.say(f"{len(opened)} images, {labelled} labelled. {message}".strip())
         if message:
             show_info(message)
@@ -163,7 +149,7 @@ class LabellingWidget(QWidget):
 
     def show_image(self, index: int) -> None:
         """Save the current labels if they changed, then show image ``index``."""
-        if self.folder is None or not 0 <= index < len(self.folder):
+        if self.folder is None or not self.folder.has(index):
             return
         self.save()
         try:
@@ -171,7 +157,7 @@ class LabellingWidget(QWidget):
         except (OSError, ValueError) as e:
             self.say(str(e), error=True)
             return
-        self.index, self.image = index, image
+        self.folder.index, self.image = index, image
         self.proposals.clear()
         self.layers.show(self.current_name, image.data, labels, self.folder.class_map, self.folder.folder)
         self.select_class(int(self.layers.labels.selected_label))
@@ -180,9 +166,7 @@ class LabellingWidget(QWidget):
                 self.proposals.show(self.folder.proposal(index, image.data.shape))
             except (OSError, ValueError) as e:
                 self.say(f"proposal ignored: {e}", error=True)
-        self.image_list.blockSignals(True)
-        self.image_list.setCurrentRow(index)
-        self.image_list.blockSignals(False)
+        self.nav.show_current()
         self.sam.on_image_changed()
         self._show_current()
         self._update_buttons()
@@ -201,10 +185,6 @@ class LabellingWidget(QWidget):
 
     def previous_image(self) -> None:
         self.show_image(self.index - 1)
-
-    def _on_row(self, row: int) -> None:
-        if row != self.index:
-            self.show_image(row)
 
     def save(self) -> bool:
         """Write the current labels if they changed; True when a file was written."""
@@ -242,21 +222,13 @@ class LabellingWidget(QWidget):
     def refresh_list(self) -> None:
         if self.folder is None:
             return
-        self.image_list.blockSignals(True)
-        if self.image_list.count() != len(self.folder):
-            self.image_list.clear()
-            self.image_list.addItems([""] * len(self.folder))
-        for i, path in enumerate(self.folder.images):
-            mark = "✓" if self.folder.is_labelled(i) else ("◌" if self.folder.has_proposal(i) else "·")
-            self.image_list.item(i).setText(f"{mark} {path.name}")
-        self.image_list.setCurrentRow(self.index)
-        self.image_list.blockSignals(False)
+        folder = self.folder
+        marks = ["✓" if folder.is_labelled(i) else ("◌" if folder.has_proposal(i) else "·") for i in range(len(folder))]
+        self.nav.show_items([f"{mark} {path.name}" for mark, path in zip(marks, folder.images)])
 
     def _update_buttons(self) -> None:
-        open_ = self.folder is not None
-        self.prev_button.setEnabled(open_ and self.index > 0)
-        self.next_button.setEnabled(open_ and self.index < len(self.folder) - 1)
-        self.save_button.setEnabled(open_)
+        self.nav.update_buttons()
+        self.save_button.setEnabled(self.folder is not None)
         self.proposals.update_buttons()
 
     def closeEvent(self, event: Any) -> None:  # noqa: N802 (Qt API)

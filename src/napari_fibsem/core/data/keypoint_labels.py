@@ -18,18 +18,17 @@ from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 
-from napari_fibsem.core.io.imageio import image_folder
+from napari_fibsem.core.data.image_folder_state import ImageFolderState
 from napari_fibsem.core.io.keypoints import Keypoint, read_keypoints, write_keypoints
 
 MANUAL = "manual"
 
 
-class KeypointLabels:
+class KeypointLabels(ImageFolderState):
     """Points of every image in ``folder``, backed by ``csv_path`` (default ``folder/keypoints.csv``)."""
 
     def __init__(self, folder: str | Path, csv_path: str | Path | None = None) -> None:
-        self.folder = Path(folder)
-        self.images = image_folder(self.folder)
+        super().__init__(folder)
         self.csv_path = Path(csv_path) if csv_path is not None else self.folder / "keypoints.csv"
         names = {p.name for p in self.images}
         by_stem = {p.stem: p.name for p in self.images}
@@ -66,6 +65,11 @@ class KeypointLabels:
         """Those of ``features`` the image has no point for yet (order kept)."""
         placed = self.points(image)
         return [f for f in features if f not in placed]
+
+    def is_done(self, i: int, features: Iterable[str] | None = None) -> bool:
+        """Whether image ``i`` has a point for each of ``features`` (default: every feature of the CSV)."""
+        features = self.features_used() if features is None else features
+        return not self.missing(self.images[i].name, features)
 
     @property
     def rows(self) -> list[Keypoint]:

@@ -14,24 +14,21 @@ from typing import Literal
 import numpy as np
 
 from napari_fibsem.core.data.dataset import label_path_for
+from napari_fibsem.core.data.image_folder_state import ImageFolderState
 from napari_fibsem.core.io.classes import ClassMap
-from napari_fibsem.core.io.imageio import FibsemImage, image_folder, read_image, read_labels, write_labels
+from napari_fibsem.core.io.imageio import FibsemImage, read_image, read_labels, write_labels
 
 MergeMode = Literal["fill", "replace"]
 PROPOSALS = "proposals"
 
 
-class LabelFolder:
+class LabelFolder(ImageFolderState):
     """The images of ``folder`` with labels in ``labels/`` and model proposals in ``proposals/``."""
 
     def __init__(self, folder: str | Path, class_map: ClassMap | None = None) -> None:
-        self.folder = Path(folder)
-        self.images = image_folder(self.folder)
+        super().__init__(folder)
         self.class_map = class_map or ClassMap.for_folder(self.folder)
         self._saved: dict[int, np.ndarray | None] = {}  # what is on disk, as last read or written
-
-    def __len__(self) -> int:
-        return len(self.images)
 
     def label_path(self, i: int) -> Path:
         return label_path_for(self.images[i])
@@ -41,6 +38,9 @@ class LabelFolder:
 
     def is_labelled(self, i: int) -> bool:
         return self.label_path(i).is_file()
+
+    def is_done(self, i: int) -> bool:
+        return self.is_labelled(i)
 
     def has_proposal(self, i: int) -> bool:
         return self.proposal_path(i).is_file()
