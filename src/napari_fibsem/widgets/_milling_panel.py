@@ -1,7 +1,7 @@
 """The milling part of the microscope dock: patterns drawn as shapes on the ion image, milled.
 
 Patterns are drawn in a Shapes layer (``PATTERN_LAYER``) that lies exactly on the ion image, in
-its pixel coordinates; ``_microscope_patterns`` turns them into the core's patterns. The shapes
+its pixel coordinates; ``core.microscope.patterns`` turns them into the core's patterns. The shapes
 are read when "Estimate" or "Mill" is pressed, so edits made before count.
 
 The milling current is one of the ion beam's preset currents (``MicroscopeConfig.preset_currents``),
