@@ -73,9 +73,9 @@ def test_closing_napari_while_sam_prefetches(tmp_path):
             QApplication.processEvents()
             time.sleep(0.01)
             s = w.sam.service
-            if s is not None and w.sam.embedding is not None and (s.pending or s._worker_busy):
+            if s is not None and w.sam.embedding is not None and s.prefetching:
                 break
-        print("prefetching:", bool(s and (s.pending or s._worker_busy)), flush=True)
+        print("prefetching:", bool(s and s.prefetching), flush=True)
         viewer.close()
         print("closed", flush=True)
         """,

@@ -263,6 +263,11 @@ class SamService:
         """Prefetch jobs queued and not started."""
         return self._prefetch.pending
 
+    @property
+    def prefetching(self) -> bool:
+        """Whether prefetch work is queued or running."""
+        return bool(self._prefetch.pending) or self._prefetch.busy
+
     def wait_idle(self, timeout: float | None = None) -> bool:
         """Block until no prefetch job is queued or running; False on timeout."""
         return self._prefetch.wait_idle(timeout)
