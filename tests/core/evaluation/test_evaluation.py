@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 import yaml
 
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.evaluation.run import load_eval_config, run_evaluation
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.io.imageio import ImageMetadata, write_image, write_labels
 from napari_fibsem.core.io.keypoints import Keypoint, read_keypoints, write_keypoints
 from napari_fibsem.core.synthetic.dataset import write_dataset
-from napari_fibsem.core.training.config import ConfigError
 
 PS = 2e-8
 

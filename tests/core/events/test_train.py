@@ -11,11 +11,14 @@ import tifffile
 import torch
 import yaml
 
+from napari_fibsem.core.errors import ConfigError
 from napari_fibsem.core.events.augment import augment_sample
 from napari_fibsem.core.events.catalogue import Catalogue
 from napari_fibsem.core.events.distributed import shard, train_events_rank
 from napari_fibsem.core.events.evaluate import (
     MovieSource,
+    choose_threshold,
+    evaluate_maps,
     event_truth,
     score_movie,
     score_movies,
@@ -37,19 +40,12 @@ from napari_fibsem.core.events.points import read_points
 from napari_fibsem.core.events.predict import predict_movie
 from napari_fibsem.core.events.settings import EventSettings, load_settings, parse_settings
 from napari_fibsem.core.events.synthetic_movie import synthetic_movie
-from napari_fibsem.core.events.train import (
-    _batches,
-    _samples,
-    choose_threshold,
-    evaluate_maps,
-    load_split,
-    train_events,
-)
+from napari_fibsem.core.events.train import _batches, _samples, train_events
+from napari_fibsem.core.events.train_split import load_split
 from napari_fibsem.core.events.training_sets import read_set, training_set
 from napari_fibsem.core.io.classes import ClassMap
 from napari_fibsem.core.models.base import ModelLoadError
 from napari_fibsem.core.models.bundle import BundleMetadata, write_bundle
-from napari_fibsem.core.training.config import ConfigError
 from napari_fibsem.core.training.data import TrainingSetupError
 from napari_fibsem.core.training.ddp import DistContext, run_distributed, weights_digest
 

@@ -40,15 +40,7 @@ import torch
 import yaml
 
 from napari_fibsem.core.events.augment import augment_sample
-from napari_fibsem.core.events.evaluate import (  # noqa: F401  (THRESHOLDS ... evaluate_maps: re-exported)
-    CROP_SCOPE,
-    THRESHOLDS,
-    chance_f1,
-    choose_threshold,
-    evaluate_maps,
-    score_crops,
-    score_movies,
-)
+from napari_fibsem.core.events.evaluate import CROP_SCOPE, score_crops, score_movies
 from napari_fibsem.core.events.losses import EventLoss
 from napari_fibsem.core.events.model import (
     build_heatmap_unet,
@@ -58,7 +50,7 @@ from napari_fibsem.core.events.model import (
 )
 from napari_fibsem.core.events.parallel import data_parallel, shard
 from napari_fibsem.core.events.settings import EventSettings
-from napari_fibsem.core.events.train_split import Crop, load_split  # noqa: F401  (load_split: re-exported)
+from napari_fibsem.core.events.train_split import Crop, load_split
 from napari_fibsem.core.events.training_sets import SET_FILE
 from napari_fibsem.core.io.atomic import atomic_write_text
 from napari_fibsem.core.training.checkpointing import BEST, METRICS_CSV

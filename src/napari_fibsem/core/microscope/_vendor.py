@@ -22,7 +22,7 @@ from types import SimpleNamespace
 from typing import ClassVar
 
 from napari_fibsem.core.microscope.base import Microscope
-from napari_fibsem.core.microscope.config import MicroscopeConfig, _key
+from napari_fibsem.core.microscope.config import MicroscopeConfig
 from napari_fibsem.core.microscope.errors import (
     AdapterNotAvailable,
     ConnectionLostError,
@@ -30,6 +30,7 @@ from napari_fibsem.core.microscope.errors import (
     NotSupportedError,
 )
 from napari_fibsem.core.microscope.events import EventLog
+from napari_fibsem.core.microscope.registry import adapter_key as _key
 from napari_fibsem.core.microscope.structures import StagePosition
 
 

@@ -12,9 +12,10 @@ from typing import TYPE_CHECKING
 
 import lazy_loader
 
+from napari_fibsem.core.errors import ConfigError  # the one configuration error, shared with the microscope
+
 _EXPORTS = {
     "AugmentConfig": "config",
-    "ConfigError": "config",
     "LossConfig": "config",
     "TrainingConfig": "config",
     "load_config": "config_file",
@@ -60,7 +61,7 @@ __all__ = [
 
 if TYPE_CHECKING:
     from napari_fibsem.core.training.augment import EMAugment
-    from napari_fibsem.core.training.config import AugmentConfig, ConfigError, LossConfig, TrainingConfig
+    from napari_fibsem.core.training.config import AugmentConfig, LossConfig, TrainingConfig
     from napari_fibsem.core.training.config_file import load_config, parse_config
     from napari_fibsem.core.training.data import TrainingSetupError
     from napari_fibsem.core.training.ddp import DistContext

@@ -21,8 +21,6 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from napari_fibsem.core.errors import ConfigError  # noqa: F401  (re-exported: the one configuration error)
-
 LoggerName = Literal["console", "csv", "tensorboard", "wandb"]
 Monitor = Literal["mean_fg_iou", "mean_fg_dice", "pixel_accuracy", "val_loss", "train_loss"]
 
